@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: GPL-2.0
+//! rswap: a frontswap backend that places swapped-out pages on pluggable
+//! storage backends (local DRAM, remote memory over RDMA, ...).
+//!
+//! The core owns the frontswap registration, remembers which backend holds
+//! each page, and keeps statistics in debugfs under `rswap/`. Backends are
+//! separate modules that register through `backend.rs`; they are tried in
+//! the order they were loaded, so several can be stacked as tiers. A page no
+//! backend accepts goes to the swap device. A page a backend accepted but
+//! cannot return fails the fault (SIGBUS) instead of reading a stale slot.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::error::code;
+use kernel::prelude::*;
+
+#[path = "backend.rs"]
+mod backend;
+#[path = "ffi.rs"]
+mod ffi;
+mod frontswap;
+
+use backend::{BackendHandle, BackendOps, BackendSlot, SwapKey};
+use ffi::{DebugfsDir, ModuleRef, PageRef, SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
+
+module! {
+    type: Rswap,
+    name: b"rswap",
+    author: b"rswap developers",
+    description: b"Frontswap backend placing swapped pages on DRAM or remote memory backends",
+    license: b"GPL",
+}
+
+/// Backends that can be registered at once (tiers).
+const MAX_BACKENDS: usize = 4;
+/// Swap areas the kernel supports (MAX_SWAPFILES is at most 32).
+const MAX_AREAS: usize = 32;
+/// Load errors logged one by one before we go quiet.
+const LOAD_ERRORS_LOGGED: u64 = 10;
+
+/// Counters, published read-only in debugfs.
+#[derive(Default)]
+struct Stats {
+    stores: AtomicU64,
+    store_refused: AtomicU64,
+    loads: AtomicU64,
+    load_errors: AtomicU64,
+    invalidations: AtomicU64,
+    pages_held: AtomicU64,
+    bytes_held: AtomicU64,
+}
+
+impl Stats {
+    fn publish(&self, dir: &DebugfsDir) {
+        dir.add_u64(b"stores\0", &self.stores);
+        dir.add_u64(b"store_refused\0", &self.store_refused);
+        dir.add_u64(b"loads\0", &self.loads);
+        dir.add_u64(b"load_errors\0", &self.load_errors);
+        dir.add_u64(b"invalidations\0", &self.invalidations);
+        dir.add_u64(b"pages_held\0", &self.pages_held);
+        dir.add_u64(b"bytes_held\0", &self.bytes_held);
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.stores,
+            &self.store_refused,
+            &self.loads,
+            &self.load_errors,
+            &self.invalidations,
+            &self.pages_held,
+            &self.bytes_held,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn held(&self, delta: i64) {
+        if delta > 0 {
+            self.pages_held.fetch_add(1, Ordering::Relaxed);
+            self.bytes_held.fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);
+        } else {
+            self.pages_held.fetch_sub(1, Ordering::Relaxed);
+            self.bytes_held.fetch_sub(PAGE_SIZE as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One backend position. The slot itself lives as long as the core, so
+/// the hot path can use it without locks; only `ops` changes, and only
+/// while no swap area is on.
+#[derive(Default)]
+struct Slot {
+    ops: BackendSlot,
+    stats: Stats,
+}
+
+impl Slot {
+    fn backend(&self) -> Option<BackendHandle> {
+        self.ops.get()
+    }
+}
+
+/// State changed by swapon/swapoff and backend (un)registration.
+#[derive(Default)]
+struct Control {
+    areas_on: u32,
+    /// References on rswap and every backend, held while any area is on,
+    /// so that no module with pages in it can be unloaded.
+    pins: Vec<ModuleRef>,
+    /// debugfs directories of the backends, by slot.
+    dirs: [Option<DebugfsDir>; MAX_BACKENDS],
+}
+
+/// The rswap core.
+pub(crate) struct Core {
+    this: &'static ThisModule,
+    slots: [Slot; MAX_BACKENDS],
+    /// Per swap area: which slot holds each offset.
+    placement: Vec<ValueMap>,
+    area_on: [AtomicBool; MAX_AREAS],
+    total: Stats,
+    load_errors_logged: AtomicU64,
+    control: Box<SpinLock<Control>>,
+    /// Declared last: dropped after the directories that live under it.
+    root: DebugfsDir,
+}
+
+impl Core {
+    fn new(this: &'static ThisModule) -> Result<Box<Core>> {
+        let mut placement = Vec::new();
+        for _ in 0..MAX_AREAS {
+            placement.try_push(ValueMap::new()?)?;
+        }
+        let core = ffi::try_box(Core {
+            this,
+            slots: Default::default(),
+            placement,
+            area_on: Default::default(),
+            total: Stats::default(),
+            load_errors_logged: AtomicU64::new(0),
+            control: SpinLock::new(Control::default())?,
+            root: DebugfsDir::new(b"rswap\0", None),
+        })?;
+        core.total.publish(&core.root);
+        Ok(core)
+    }
+
+    fn area(&self, swap_type: u32) -> Option<&ValueMap> {
+        let t = swap_type as usize;
+        (t < MAX_AREAS && self.area_on[t].load(Ordering::Acquire)).then(|| &self.placement[t])
+    }
+
+    /// swapon of `swap_type`: start taking its pages.
+    pub(crate) fn init_area(&self, swap_type: u32) {
+        let t = swap_type as usize;
+        if t >= MAX_AREAS {
+            pr_err!("swap area {} out of range, not used\n", swap_type);
+            return;
+        }
+        let pinned = self.control.with(|c| {
+            if c.areas_on == 0 {
+                // First area on: pin rswap and every backend.
+                let mut mods = Vec::new();
+                let _ = mods.try_push(self.this.as_ptr());
+                for s in &self.slots {
+                    if let Some(b) = s.backend() {
+                        let _ = mods.try_push(b.owner());
+                    }
+                }
+                for m in mods {
+                    match ModuleRef::get(m) {
+                        Ok(r) => {
+                            if c.pins.try_push(r).is_err() {
+                                return false;
+                            }
+                        }
+                        Err(_) => return false,
+                    }
+                }
+            }
+            c.areas_on += 1;
+            true
+        });
+        if !pinned {
+            pr_err!("swap area {}: cannot pin modules, rswap stays off for it\n", swap_type);
+            return;
+        }
+        self.area_on[t].store(true, Ordering::Release);
+        pr_info!("swap area {} on: rswap takes its pages\n", swap_type);
+    }
+
+    /// swapoff of `swap_type`: every page has been read back; drop leftovers.
+    pub(crate) fn invalidate_area(&self, swap_type: u32) {
+        let t = swap_type as usize;
+        if t >= MAX_AREAS || !self.area_on[t].swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut dropped = 0u64;
+        let mut next = 0;
+        while let Some((offset, slot)) = self.placement[t].pop_from(next) {
+            self.release(swap_type, offset, slot as usize);
+            dropped += 1;
+            next = offset + 1;
+        }
+        let pins = self.control.with(|c| {
+            c.areas_on -= 1;
+            if c.areas_on == 0 {
+                core::mem::take(&mut c.pins)
+            } else {
+                Vec::new()
+            }
+        });
+        drop(pins);
+        pr_info!("swap area {} off: {} leftover pages dropped\n", swap_type, dropped);
+    }
+
+    /// Tells the backend in `slot` to forget a page and updates the counters.
+    fn release(&self, swap_type: u32, offset: u64, slot: usize) {
+        let s = match self.slots.get(slot) {
+            Some(s) => s,
+            None => return,
+        };
+        if let Some(b) = s.backend() {
+            b.invalidate(SwapKey::new(swap_type, offset));
+        }
+        Stats::bump(&s.stats.invalidations);
+        s.stats.held(-1);
+        Stats::bump(&self.total.invalidations);
+        self.total.held(-1);
+    }
+
+    pub(crate) fn store(&self, swap_type: u32, offset: u64, page: &PageRef) -> Result {
+        let map = match self.area(swap_type) {
+            Some(m) => m,
+            None => {
+                Stats::bump(&self.total.store_refused);
+                return Err(code::ENODEV);
+            }
+        };
+        let key = SwapKey::new(swap_type, offset);
+        for (i, s) in self.slots.iter().enumerate() {
+            let b = match s.backend() {
+                Some(b) => b,
+                None => continue,
+            };
+            if b.store(key, page).is_err() {
+                Stats::bump(&s.stats.store_refused);
+                continue;
+            }
+            if map.insert(offset, i as u64, GFP_SWAPOUT).is_err() {
+                // No memory to remember the placement: give the page back.
+                b.invalidate(key);
+                Stats::bump(&s.stats.store_refused);
+                break;
+            }
+            Stats::bump(&s.stats.stores);
+            s.stats.held(1);
+            Stats::bump(&self.total.stores);
+            self.total.held(1);
+            return Ok(());
+        }
+        Stats::bump(&self.total.store_refused);
+        Err(code::ENOSPC)
+    }
+
+    pub(crate) fn load(&self, swap_type: u32, offset: u64, page: &mut PageRef) -> Result {
+        let slot = self.area(swap_type).and_then(|m| m.get(offset));
+        let s = slot.and_then(|i| self.slots.get(i as usize));
+        let result = match s.and_then(|s| s.backend()) {
+            Some(b) => b.load(SwapKey::new(swap_type, offset), page),
+            None => Err(code::EIO),
+        };
+        match (result, s) {
+            (Ok(()), Some(s)) => {
+                Stats::bump(&s.stats.loads);
+                Stats::bump(&self.total.loads);
+                Ok(())
+            }
+            (r, s) => {
+                if let Some(s) = s {
+                    Stats::bump(&s.stats.load_errors);
+                }
+                Stats::bump(&self.total.load_errors);
+                if self.load_errors_logged.fetch_add(1, Ordering::Relaxed) < LOAD_ERRORS_LOGGED {
+                    pr_err!(
+                        "load of swap area {} offset {} failed ({:?}): page lost\n",
+                        swap_type,
+                        offset,
+                        r.err().map(|e| e.to_errno())
+                    );
+                }
+                // frontswap accepted this page: it must not read the stale
+                // device slot, which -EIO tells it.
+                Err(code::EIO)
+            }
+        }
+    }
+
+    pub(crate) fn invalidate_page(&self, swap_type: u32, offset: u64) {
+        if let Some(slot) = self.area(swap_type).and_then(|m| m.remove(offset)) {
+            self.release(swap_type, offset, slot as usize);
+        }
+    }
+
+    pub(crate) fn register_backend(&self, handle: BackendHandle) -> Result {
+        let name = handle.name();
+        // debugfs may sleep: make the directory before taking the lock.
+        let mut dir_name = [0u8; 32];
+        dir_name[..name.len()].copy_from_slice(name);
+        let dir = DebugfsDir::new(&dir_name[..name.len() + 1], Some(&self.root));
+        let r = self.control.with(|c| {
+            if c.areas_on > 0 {
+                return Err(code::EBUSY);
+            }
+            if self.slots.iter().any(|s| s.backend().map_or(false, |b| b.name() == name)) {
+                return Err(code::EEXIST);
+            }
+            let i = self
+                .slots
+                .iter()
+                .position(|s| s.backend().is_none())
+                .ok_or(code::ENOSPC)?;
+            self.slots[i].stats.reset();
+            self.slots[i].ops.set(handle);
+            Ok(i)
+        });
+        let name = core::str::from_utf8(name).unwrap_or("?");
+        match r {
+            Ok(i) => {
+                self.slots[i].stats.publish(&dir);
+                let old = self.control.with(|c| c.dirs[i].replace(dir));
+                drop(old);
+                pr_info!("backend {} registered as tier {}\n", name, i);
+                Ok(())
+            }
+            Err(e) => {
+                match e.to_errno() {
+                    x if x == code::EBUSY.to_errno() => pr_err!(
+                        "backend {} refused: swap is on; load backends before swapon\n",
+                        name
+                    ),
+                    x if x == code::EEXIST.to_errno() => {
+                        pr_err!("backend {} refused: a backend of that name is registered\n", name)
+                    }
+                    _ => pr_err!("backend {} refused: all {} tiers taken\n", name, MAX_BACKENDS),
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn unregister_backend(&self, ops: *const BackendOps) {
+        let dir = self.control.with(|c| {
+            let i = self
+                .slots
+                .iter()
+                .position(|s| s.ops.holds(ops))?;
+            // Backends are pinned while any area is on, so none is on here
+            // and no call into this backend is in flight.
+            if c.areas_on > 0 {
+                pr_err!("backend unregistering while swap is on\n");
+            }
+            self.slots[i].ops.clear();
+            Some(c.dirs[i].take())
+        });
+        if dir.is_some() {
+            pr_info!("backend unregistered\n");
+        }
+    }
+}
+
+struct Rswap {
+    _registration: frontswap::Registration,
+}
+
+impl kernel::Module for Rswap {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let core = Core::new(module)?;
+        let registration = frontswap::Registration::new(core).map_err(|e| {
+            pr_err!(
+                "cannot register with frontswap ({}): another backend (zswap.enabled=1?) owns it, or swap is already on; load rswap before swapon\n",
+                e.to_errno()
+            );
+            e
+        })?;
+        pr_info!("registered as the frontswap backend\n");
+        Ok(Rswap {
+            _registration: registration,
+        })
+    }
+}

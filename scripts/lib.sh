@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Shared helpers of rswap's scripts: dependencies, the cached kernel build,
+# the modules, the guest initramfs and booting guests. Source it.
+set -euo pipefail
+
+RSWAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RSWAP_CACHE=${RSWAP_CACHE:-/var/cache/rswap}
+RSWAP_WORK=${RSWAP_WORK:-$RSWAP_CACHE/work}
+# The toolchain 6.1's Rust support builds with (see README).
+KMAKE=(make LLVM=1 RUSTC=/usr/bin/rustc BINDGEN=/usr/bin/bindgen
+	RUST_LIB_SRC=/usr/src/rustc-1.63.0/library)
+
+log() { printf '[rswap %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+DEB_PACKAGES=(linux-source-6.1 rustc rust-src bindgen clang lld llvm libelf-dev
+	bc flex bison libssl-dev cpio qemu-system-x86 busybox-static xz-utils
+	libc6-dev gcc make perl python3)
+
+# Installs what the build and the guests need, once.
+rswap_deps() {
+	[ "$(id -u)" = 0 ] || die "run as root (apt-get, /var/cache/rswap)"
+	local missing=()
+	for p in "${DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing Debian packages: ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	command -v cargo >/dev/null || die "cargo (stable Rust) is needed for the user-space tools"
+	[ -f /usr/src/linux-source-6.1.tar.xz ] || die "linux-source-6.1 did not install its tarball"
+}
+
+# The kernel version Debian's linux-source-6.1 carries, e.g. 6.1.192.
+rswap_kernel_version() {
+	tar -xOf /usr/src/linux-source-6.1.tar.xz linux-source-6.1/Makefile 2>/dev/null |
+		awk '/^VERSION =/{v=$3} /^PATCHLEVEL =/{p=$3} /^SUBLEVEL =/{s=$3} END{print v"."p"."s}'
+}
+
+# Cache key: source package version + patches + config fragment + recipe.
+rswap_kernel_key() {
+	{
+		dpkg-query -W -f='${Version}\n' linux-source-6.1
+		cat "$RSWAP_ROOT"/kernel-patches/*.patch "$RSWAP_ROOT/scripts/kernel.config"
+		echo "recipe 1: ${KMAKE[*]} tinyconfig+fragment bzImage"
+	} | sha256sum | cut -c1-16
+}
+
+# Builds (or finds) the patched kernel; prints its tree's path.
+rswap_kernel() {
+	local key dir tmp t0
+	key=$(rswap_kernel_key)
+	dir=$RSWAP_CACHE/kernel-$(rswap_kernel_version)-$key
+	if [ -f "$dir/.done" ]; then
+		log "kernel: cached at $dir"
+		echo "$dir/linux"
+		return
+	fi
+	t0=$(date +%s)
+	tmp=$dir.tmp
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	log "kernel: unpacking linux-source-6.1 $(rswap_kernel_version)"
+	tar -C "$tmp" -xf /usr/src/linux-source-6.1.tar.xz
+	mv "$tmp/linux-source-6.1" "$tmp/linux"
+	log "kernel: applying $(ls "$RSWAP_ROOT"/kernel-patches/*.patch | wc -l) patches"
+	for p in "$RSWAP_ROOT"/kernel-patches/*.patch; do
+		patch -d "$tmp/linux" -p1 --quiet --forward <"$p" || die "patch $(basename "$p") does not apply"
+	done
+	(
+		cd "$tmp/linux"
+		"${KMAKE[@]}" tinyconfig >/dev/null
+		scripts/kconfig/merge_config.sh -m .config "$RSWAP_ROOT/scripts/kernel.config" >/dev/null
+		"${KMAKE[@]}" olddefconfig >/dev/null
+		# Every option of the fragment must have survived olddefconfig.
+		grep -E '^CONFIG_[A-Z0-9_]+=' "$RSWAP_ROOT/scripts/kernel.config" | while read -r l; do
+			grep -qx "$l" .config || { echo "config: $l did not stick" >&2; exit 1; }
+		done
+		log "kernel: building bzImage with $(nproc) cores (about 10 minutes cold)"
+		"${KMAKE[@]}" -j"$(($(nproc) + 1))" bzImage >"$tmp/build.log" 2>&1 ||
+			{ tail -40 "$tmp/build.log" >&2; exit 1; }
+	) || die "kernel build failed (log: $tmp/build.log)"
+	echo "$(($(date +%s) - t0))" >"$tmp/build-seconds"
+	touch "$tmp/.done"
+	rm -rf "$dir" && mv "$tmp" "$dir"
+	log "kernel: built in $(cat "$dir/build-seconds") s, cached at $dir"
+	echo "$dir/linux"
+}
+
+# Builds the Rust kernel modules out of tree; prints the directory of the .ko files.
+rswap_modules() {
+	local kdir=$1 out=$RSWAP_WORK/modules
+	mkdir -p "$out"
+	# Build from a copy so the repository stays free of build outputs.
+	cp "$RSWAP_ROOT/Kbuild" "$out/"
+	for m in rswap rswap_dram; do
+		mkdir -p "$out/$m"
+		cp "$RSWAP_ROOT/$m"/*.rs "$RSWAP_ROOT/$m"/*.c "$RSWAP_ROOT/$m/Kbuild" "$out/$m/"
+	done
+	"${KMAKE[@]}" -C "$kdir" M="$out" -j"$(nproc)" modules >"$out/build.log" 2>&1 ||
+		{ cat "$out/build.log" >&2; die "module build failed"; }
+	grep -E 'warning|error' "$out/build.log" >&2 || true
+	echo "$out"
+}
+
+# Builds the static user-space programs the guests run; prints their directory.
+rswap_userspace() {
+	local target=x86_64-unknown-linux-gnu
+	(cd "$RSWAP_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
+		cargo build -q --release --locked --target $target -p pagewalker) >&2 ||
+		die "cargo build failed"
+	echo "$RSWAP_ROOT/target/$target/release"
+}
+
+# Packs the guest initramfs: busybox, the modules, pagewalker and the guest
+# scripts. Prints its path.
+rswap_initramfs() {
+	local mods=$1 bins=$2 root=$RSWAP_WORK/initramfs out=$RSWAP_WORK/initramfs.cpio.gz
+	rm -rf "$root"
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,modules,tests}
+	cp /bin/busybox "$root/bin/busybox"
+	for a in $("$root/bin/busybox" --list); do
+		[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
+	done
+	cp "$mods"/rswap/rswap.ko "$mods"/rswap_dram/rswap_dram.ko "$root/modules/"
+	cp "$bins/pagewalker" "$root/bin/"
+	cp "$RSWAP_ROOT"/tests/guest/*.sh "$root/tests/"
+	cp "$RSWAP_ROOT/tests/guest/init" "$root/init"
+	chmod +x "$root/init"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
+	echo "$out"
+}
+
+# Boots the test guest; the console goes to $log. Waits at most $timeout s.
+# rswap_boot <kernel tree> <initramfs> <log> <timeout> <kernel args...>
+rswap_boot() {
+	local kdir=$1 initrd=$2 out=$3 timeout=$4
+	shift 4
+	local disk=$RSWAP_WORK/swap.img
+	rm -f "$disk" && truncate -s 1G "$disk"
+	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
+		-accel tcg,thread=multi -cpu max -smp 2 -m 512M \
+		-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 $*" \
+		-drive file="$disk",if=virtio,format=raw,cache=unsafe \
+		-nic none -display none -serial file:"$out" -monitor none -no-reboot \
+		</dev/null >/dev/null 2>&1
+	local rc=$?
+	[ $rc = 124 ] && log "guest timed out after $timeout s"
+	return $rc
+}

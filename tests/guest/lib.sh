@@ -1,0 +1,71 @@
+# Helpers for the guest test scripts (busybox sh). Source it.
+T=${1:-test}
+FAILS=0
+CG=/sys/fs/cgroup/walk
+DBG=/sys/kernel/debug
+SWAPDEV=/dev/vda
+
+note() { echo "[$T] $*"; }
+fail() { echo "[$T] FAIL: $*"; FAILS=$((FAILS + 1)); }
+
+# Counter from debugfs, e.g. stat rswap/stores or stat rswap/dram/loads.
+stat() { cat "$DBG/$1" 2>/dev/null || echo -1; }
+vmstat() { awk -v k="$1" '$1 == k {print $2}' /proc/vmstat; }
+
+expect() { # expect "<desc>" <a> <op> <b>   (op: -eq -ne -gt -ge -lt -le)
+	if [ "$2" "$3" "$4" ] 2>/dev/null; then note "ok: $1 ($2 $3 $4)"; else fail "$1: $2 $3 $4 is false"; fi
+}
+
+# Runs a command that must fail; its dmesg must then say $2 (a grep pattern).
+expect_fail() {
+	local what=$1 pattern=$2
+	shift 2
+	local before=$(dmesg | wc -l)
+	if "$@" 2>/tmp/err; then
+		fail "$what: '$*' succeeded"
+		return
+	fi
+	if dmesg | tail -n +$((before + 1)) | grep -q -- "$pattern" || grep -q -- "$pattern" /tmp/err; then
+		note "ok: $what: refused, log says: $( (dmesg | tail -n +$((before + 1)); cat /tmp/err) | grep -- "$pattern" | head -1)"
+	else
+		fail "$what: refused but no message matching '$pattern': $(cat /tmp/err) $(dmesg | tail -n +$((before + 1)) | tail -3)"
+	fi
+}
+
+load_rswap() { insmod /modules/rswap.ko && insmod /modules/rswap_dram.ko "$@"; }
+unload_rswap() { rmmod rswap_dram && rmmod rswap; }
+swap_on() { mkswap "$SWAPDEV" >/dev/null && swapon "$SWAPDEV"; }
+
+# Runs pagewalker in the memory-limited cgroup; its summary line goes to
+# /tmp/walk. Returns pagewalker's exit status.
+walk() { # walk <memory.max> <pagewalker args...>
+	mkdir -p "$CG"
+	echo "$1" >"$CG/memory.max"
+	shift
+	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $*" >/tmp/walk.out 2>&1
+	local rc=$?
+	cat /tmp/walk.out
+	grep '^pagewalker: result=' /tmp/walk.out >/tmp/walk
+	return $rc
+}
+
+# Value of key=value in pagewalker's summary.
+walkval() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" /tmp/walk; }
+
+DMESG_START=$(dmesg | wc -l)
+# The kernel log since this script started must have no splat.
+check_dmesg() {
+	local bad
+	bad=$(dmesg | tail -n +$((DMESG_START + 1)) |
+		grep -E 'BUG:|WARNING:|Oops|Call Trace|soft lockup|hung_task|lockdep|possible circular|inconsistent lock|Kernel panic' | head -5)
+	if [ -n "$bad" ]; then fail "kernel log: $bad"; else note "ok: kernel log clean"; fi
+}
+
+finish() {
+	check_dmesg
+	if [ "$FAILS" -eq 0 ]; then
+		echo "RSWAP-RESULT $T PASS"
+	else
+		echo "RSWAP-RESULT $T FAIL $FAILS checks failed"
+	fi
+}
