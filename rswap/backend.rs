@@ -200,6 +200,9 @@ impl BackendSlot {
     }
 }
 
+// `BackendOps` reaches `struct module`, whose lock_class_key is empty
+// without lockdep; we only pass pointers, so the lint does not apply.
+#[allow(improper_ctypes)]
 extern "C" {
     fn rswap_register_backend(ops: *const BackendOps) -> c_int;
     fn rswap_unregister_backend(ops: *const BackendOps);

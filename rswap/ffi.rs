@@ -111,7 +111,8 @@ impl OwnedPage {
 
     /// Copies this page into `dst`.
     pub(crate) fn copy_to(&self, dst: &mut PageRef) {
-        self.borrow().with_bytes(|s| dst.with_bytes_mut(|d| d.copy_from_slice(s)));
+        self.borrow()
+            .with_bytes(|s| dst.with_bytes_mut(|d| d.copy_from_slice(s)));
     }
 
     fn into_raw(self) -> *mut bindings::page {
@@ -144,7 +145,9 @@ fn xa_is_err(entry: *mut c_void) -> bool {
 
 fn xa_check(entry: *mut c_void) -> Result<*mut c_void> {
     if xa_is_err(entry) {
-        Err(Error::from_errno(((entry as isize) >> 2) as core::ffi::c_int))
+        Err(Error::from_errno(
+            ((entry as isize) >> 2) as core::ffi::c_int,
+        ))
     } else {
         Ok(entry)
     }
@@ -223,7 +226,8 @@ impl ValueMap {
 
     pub(crate) fn insert(&self, index: u64, value: u64, gfp: bindings::gfp_t) -> Result {
         // xa_mk_value(): shift left and set the low bit.
-        self.0.store(index, ((value << 1) | 1) as *mut c_void, gfp)?;
+        self.0
+            .store(index, ((value << 1) | 1) as *mut c_void, gfp)?;
         Ok(())
     }
 

@@ -28,7 +28,11 @@ unsafe extern "C" fn fs_init(swap_type: c_uint) {
     }
 }
 
-unsafe extern "C" fn fs_store(swap_type: c_uint, offset: c_ulong, page: *mut bindings::page) -> c_int {
+unsafe extern "C" fn fs_store(
+    swap_type: c_uint,
+    offset: c_ulong,
+    page: *mut bindings::page,
+) -> c_int {
     // SAFETY: frontswap passes a locked page under writeback.
     let page = unsafe { PageRef::from_raw(page) };
     match core().map(|c| c.store(swap_type, offset, &page)) {
@@ -38,7 +42,11 @@ unsafe extern "C" fn fs_store(swap_type: c_uint, offset: c_ulong, page: *mut bin
     }
 }
 
-unsafe extern "C" fn fs_load(swap_type: c_uint, offset: c_ulong, page: *mut bindings::page) -> c_int {
+unsafe extern "C" fn fs_load(
+    swap_type: c_uint,
+    offset: c_ulong,
+    page: *mut bindings::page,
+) -> c_int {
     // SAFETY: frontswap passes a locked, not yet uptodate page to fill.
     let mut page = unsafe { PageRef::from_raw(page) };
     match core().map(|c| c.load(swap_type, offset, &mut page)) {
@@ -92,7 +100,10 @@ impl Drop for Registration {
         // unregistration succeeds; frontswap then calls us no more.
         let ret = unsafe { bindings::frontswap_unregister_ops(&OPS) };
         if ret != 0 {
-            pr_err!("frontswap_unregister_ops failed ({}): swap still on?\n", ret);
+            pr_err!(
+                "frontswap_unregister_ops failed ({}): swap still on?\n",
+                ret
+            );
         }
         CORE.store(ptr::null_mut(), Ordering::Release);
     }

@@ -81,10 +81,12 @@ impl Stats {
     fn held(&self, delta: i64) {
         if delta > 0 {
             self.pages_held.fetch_add(1, Ordering::Relaxed);
-            self.bytes_held.fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);
+            self.bytes_held
+                .fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);
         } else {
             self.pages_held.fetch_sub(1, Ordering::Relaxed);
-            self.bytes_held.fetch_sub(PAGE_SIZE as u64, Ordering::Relaxed);
+            self.bytes_held
+                .fetch_sub(PAGE_SIZE as u64, Ordering::Relaxed);
         }
     }
 }
@@ -161,32 +163,45 @@ impl Core {
             pr_err!("swap area {} out of range, not used\n", swap_type);
             return;
         }
+        // Allocate outside the spinlock: the pins are only moved in there.
+        let mut pins = Vec::new();
+        if pins.try_reserve_exact(MAX_BACKENDS + 1).is_err() {
+            pr_err!(
+                "swap area {}: out of memory, rswap stays off for it\n",
+                swap_type
+            );
+            return;
+        }
         let pinned = self.control.with(|c| {
             if c.areas_on == 0 {
                 // First area on: pin rswap and every backend.
-                let mut mods = Vec::new();
-                let _ = mods.try_push(self.this.as_ptr());
-                for s in &self.slots {
-                    if let Some(b) = s.backend() {
-                        let _ = mods.try_push(b.owner());
-                    }
-                }
-                for m in mods {
+                let backends = self.slots.iter().filter_map(|s| s.backend());
+                let owners = Some(self.this.as_ptr())
+                    .into_iter()
+                    .chain(backends.map(|b| b.owner()));
+                for m in owners {
                     match ModuleRef::get(m) {
+                        // Within capacity (one per slot plus rswap): no allocation.
                         Ok(r) => {
-                            if c.pins.try_push(r).is_err() {
+                            if pins.try_push(r).is_err() {
                                 return false;
                             }
                         }
                         Err(_) => return false,
                     }
                 }
+                c.pins = core::mem::take(&mut pins);
             }
             c.areas_on += 1;
             true
         });
+        // Refs taken before a failure are released here, outside the lock.
+        drop(pins);
         if !pinned {
-            pr_err!("swap area {}: cannot pin modules, rswap stays off for it\n", swap_type);
+            pr_err!(
+                "swap area {}: cannot pin modules, rswap stays off for it\n",
+                swap_type
+            );
             return;
         }
         self.area_on[t].store(true, Ordering::Release);
@@ -215,7 +230,11 @@ impl Core {
             }
         });
         drop(pins);
-        pr_info!("swap area {} off: {} leftover pages dropped\n", swap_type, dropped);
+        pr_info!(
+            "swap area {} off: {} leftover pages dropped\n",
+            swap_type,
+            dropped
+        );
     }
 
     /// Tells the backend in `slot` to forget a page and updates the counters.
@@ -316,7 +335,11 @@ impl Core {
             if c.areas_on > 0 {
                 return Err(code::EBUSY);
             }
-            if self.slots.iter().any(|s| s.backend().map_or(false, |b| b.name() == name)) {
+            if self
+                .slots
+                .iter()
+                .any(|s| s.backend().map_or(false, |b| b.name() == name))
+            {
                 return Err(code::EEXIST);
             }
             let i = self
@@ -344,9 +367,16 @@ impl Core {
                         name
                     ),
                     x if x == code::EEXIST.to_errno() => {
-                        pr_err!("backend {} refused: a backend of that name is registered\n", name)
+                        pr_err!(
+                            "backend {} refused: a backend of that name is registered\n",
+                            name
+                        )
                     }
-                    _ => pr_err!("backend {} refused: all {} tiers taken\n", name, MAX_BACKENDS),
+                    _ => pr_err!(
+                        "backend {} refused: all {} tiers taken\n",
+                        name,
+                        MAX_BACKENDS
+                    ),
                 }
                 Err(e)
             }
@@ -355,10 +385,7 @@ impl Core {
 
     pub(crate) fn unregister_backend(&self, ops: *const BackendOps) {
         let dir = self.control.with(|c| {
-            let i = self
-                .slots
-                .iter()
-                .position(|s| s.ops.holds(ops))?;
+            let i = self.slots.iter().position(|s| s.ops.holds(ops))?;
             // Backends are pinned while any area is on, so none is on here
             // and no call into this backend is in flight.
             if c.areas_on > 0 {

@@ -50,7 +50,9 @@ impl Backend for Dram {
         }
         let stored = OwnedPage::alloc(GFP_SWAPOUT).and_then(|mut copy| {
             copy.copy_from(page);
-            self.pages.insert(key.raw(), copy, GFP_SWAPOUT).map_err(|_| code::ENOMEM)
+            self.pages
+                .insert(key.raw(), copy, GFP_SWAPOUT)
+                .map_err(|_| code::ENOMEM)
         });
         if stored.is_err() {
             self.used_pages.fetch_sub(1, Ordering::AcqRel);
@@ -87,7 +89,11 @@ impl kernel::Module for RswapDram {
             return Err(code::EINVAL);
         }
         if mb > ram_mb {
-            pr_err!("capacity_mb={} exceeds this machine's RAM ({} MiB)\n", mb, ram_mb);
+            pr_err!(
+                "capacity_mb={} exceeds this machine's RAM ({} MiB)\n",
+                mb,
+                ram_mb
+            );
             return Err(code::EINVAL);
         }
         let dram = Dram {
@@ -108,7 +114,11 @@ impl kernel::Module for RswapDram {
 
 impl Drop for RswapDram {
     fn drop(&mut self) {
-        let left = self.registration.backend().used_pages.load(Ordering::Acquire);
+        let left = self
+            .registration
+            .backend()
+            .used_pages
+            .load(Ordering::Acquire);
         if left != 0 {
             pr_warn!("{} pages still held at unload, freeing them\n", left);
         }

@@ -44,7 +44,7 @@ rswap_kernel_key() {
 	{
 		dpkg-query -W -f='${Version}\n' linux-source-6.1
 		cat "$RSWAP_ROOT"/kernel-patches/*.patch "$RSWAP_ROOT/scripts/kernel.config"
-		echo "recipe 1: ${KMAKE[*]} tinyconfig+fragment bzImage"
+		echo "recipe 1: ${KMAKE[*]} tinyconfig+fragment all"
 	} | sha256sum | cut -c1-16
 }
 
@@ -77,8 +77,10 @@ rswap_kernel() {
 		grep -E '^CONFIG_[A-Z0-9_]+=' "$RSWAP_ROOT/scripts/kernel.config" | while read -r l; do
 			grep -qx "$l" .config || { echo "config: $l did not stick" >&2; exit 1; }
 		done
-		log "kernel: building bzImage with $(nproc) cores (about 10 minutes cold)"
-		"${KMAKE[@]}" -j"$(($(nproc) + 1))" bzImage >"$tmp/build.log" 2>&1 ||
+		log "kernel: building with $(nproc) cores (about 10 minutes cold)"
+		# The default target: bzImage plus Module.symvers and the module
+		# linker script that out-of-tree modules need.
+		"${KMAKE[@]}" -j"$(($(nproc) + 1))" >"$tmp/build.log" 2>&1 ||
 			{ tail -40 "$tmp/build.log" >&2; exit 1; }
 	) || die "kernel build failed (log: $tmp/build.log)"
 	echo "$(($(date +%s) - t0))" >"$tmp/build-seconds"
@@ -149,4 +151,27 @@ rswap_boot() {
 	local rc=$?
 	[ $rc = 124 ] && log "guest timed out after $timeout s"
 	return $rc
+}
+
+# Installs dependencies and builds everything the guests need; sets KDIR
+# (the kernel tree) and INITRD.
+rswap_prepare() {
+	rswap_deps
+	mkdir -p "$RSWAP_WORK"
+	KDIR=$(rswap_kernel)
+	local mods bins
+	mods=$(rswap_modules "$KDIR")
+	bins=$(rswap_userspace)
+	INITRD=$(rswap_initramfs "$mods" "$bins")
+}
+
+# Boots a guest running the guest scripts $1 (comma-separated); extra
+# arguments go on the kernel command line. The console is left in
+# $RSWAP_WORK/<first script>.log, whose path is printed.
+rswap_run_guest() { # rswap_run_guest <scripts> <timeout> [kernel args...]
+	local run=$1 timeout=$2 console
+	shift 2
+	console=$RSWAP_WORK/guest-${run%%,*}.log
+	rswap_boot "$KDIR" "$INITRD" "$console" "$timeout" "rswap.run=$run" "$@" || true
+	echo "$console"
 }

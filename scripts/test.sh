@@ -19,9 +19,12 @@ result() { # result <name> <PASS|FAIL> [detail]
 	echo "RESULT $1 $2 ${*:3}"
 }
 
+# A build step that dies still ends with the summary line.
+summary_done=
+trap '[ -n "$summary_done" ] || { echo "FAILED: build or setup (see the log above)"; echo "$passed passed, $((failed + 1)) failed"; }' EXIT
+
 rswap_deps
 mkdir -p "$RSWAP_WORK"
-
 log "host: cargo test"
 if (cd "$RSWAP_ROOT" && cargo test -q --workspace --locked 2>&1) | tee "$RSWAP_WORK/cargo-test.log" | tail -5; then
 	n=$(awk '/^test result:/{s+=$4} END{print s+0}' "$RSWAP_WORK/cargo-test.log")
@@ -30,18 +33,13 @@ else
 	result host-unit-tests FAIL "see $RSWAP_WORK/cargo-test.log"
 fi
 
-kdir=$(rswap_kernel)
-mods=$(rswap_modules "$kdir")
-bins=$(rswap_userspace)
-initrd=$(rswap_initramfs "$mods" "$bins")
-
+rswap_prepare
 # All guest tests run in one boot, in order; each checks the kernel log.
 run=$(IFS=,; echo "${GUEST_TESTS[*]}")
-console=$RSWAP_WORK/guest-tests.log
-log "guest: booting for: $run (console: $console)"
+log "guest: booting for: $run"
 t0=$(date +%s)
-rswap_boot "$kdir" "$initrd" "$console" 2400 "rswap.run=$run" || true
-log "guest: finished in $(($(date +%s) - t0)) s"
+console=$(rswap_run_guest "$run" 2400)
+log "guest: finished in $(($(date +%s) - t0)) s (console: $console)"
 grep -E '^\[[a-z_]+\] |^pagewalker: result' "$console" | sed 's/^/  /' || true
 splat=$(grep -E 'BUG:|WARNING:|Oops|soft lockup|Kernel panic|lockdep|possible circular' "$console" | head -3 || true)
 for t in "${GUEST_TESTS[@]}"; do
@@ -57,5 +55,6 @@ for t in "${GUEST_TESTS[@]}"; do
 done
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
+summary_done=1
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -12,7 +12,8 @@ stores=$(stat rswap/stores); loads=$(stat rswap/loads)
 expect "rswap stores" "$stores" -ge 24576
 expect "rswap stores bounded" "$stores" -le 400000
 expect "rswap loads" "$loads" -ge 20000
-expect "loads not above stores" "$loads" -le "$stores"
+# A page read back stays in the swap cache with its frontswap copy, so it
+# can be reclaimed again without a new store: loads may exceed stores.
 expect "dram took every store" "$(stat rswap/dram/stores)" -eq "$stores"
 expect "no store refused" "$(stat rswap/store_refused)" -eq 0
 expect "no load error" "$(stat rswap/load_errors)" -eq 0

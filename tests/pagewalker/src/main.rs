@@ -29,11 +29,19 @@ fn usage(msg: &str) -> ! {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { mib: 0, seed: 1, random_passes: 2 };
+    let mut a = Args {
+        mib: 0,
+        seed: 1,
+        random_passes: 2,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_else(|| usage(&format!("{k} needs a value")));
-        let n: u64 = v.parse().unwrap_or_else(|_| usage(&format!("{k}: not a number: {v}")));
+        let v = it
+            .next()
+            .unwrap_or_else(|| usage(&format!("{k} needs a value")));
+        let n: u64 = v
+            .parse()
+            .unwrap_or_else(|_| usage(&format!("{k}: not a number: {v}")));
         match k.as_str() {
             "--mib" => a.mib = n,
             "--seed" => a.seed = n,
@@ -68,10 +76,16 @@ impl Buffer {
             )
         };
         if p == libc::MAP_FAILED {
-            eprintln!("pagewalker: mmap of {len} bytes failed: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "pagewalker: mmap of {len} bytes failed: {}",
+                std::io::Error::last_os_error()
+            );
             exit(3);
         }
-        Buffer { base: p as *mut u64, pages }
+        Buffer {
+            base: p as *mut u64,
+            pages,
+        }
     }
 
     fn page(&mut self, i: u64) -> &mut [u64] {
@@ -231,7 +245,11 @@ fn main() {
         t.mismatches,
         t.rewrites,
         lat.len(),
-        if fault_secs > 0.0 { swapin_mib / fault_secs } else { 0.0 },
+        if fault_secs > 0.0 {
+            swapin_mib / fault_secs
+        } else {
+            0.0
+        },
         percentile(&lat, 50) as f64 / 1e3,
         percentile(&lat, 99) as f64 / 1e3,
         major_faults() - majflt0,

@@ -1,0 +1,4 @@
+# Benchmark: swap on the virtio-blk disk only.
+. /tests/lib.sh
+bench_run disk
+finish
