@@ -344,13 +344,23 @@ impl DebugfsDir {
     /// The counter must outlive this directory: owners drop the directory
     /// first (see `Counters`).
     pub(crate) fn add_u64(&self, name: &[u8], counter: &AtomicU64) {
+        self.add_u64_mode(name, counter, 0o444);
+    }
+
+    /// Like `add_u64`, but root may also write the value.
+    pub(crate) fn add_u64_writable(&self, name: &[u8], counter: &AtomicU64) {
+        self.add_u64_mode(name, counter, 0o644);
+    }
+
+    fn add_u64_mode(&self, name: &[u8], counter: &AtomicU64, mode: u16) {
         assert!(name.last() == Some(&0));
         // SAFETY: `name` is NUL-terminated; AtomicU64 has the layout of a
-        // u64, which debugfs only reads; the counter outlives the file.
+        // u64, which debugfs reads and writes with single aligned 64-bit
+        // accesses; the counter outlives the file.
         unsafe {
             bindings::debugfs_create_u64(
                 name.as_ptr() as *const c_char,
-                0o444,
+                mode,
                 self.0,
                 counter as *const AtomicU64 as *mut u64,
             )

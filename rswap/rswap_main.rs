@@ -306,10 +306,10 @@ impl Core {
                 Stats::bump(&self.total.load_errors);
                 if self.load_errors_logged.fetch_add(1, Ordering::Relaxed) < LOAD_ERRORS_LOGGED {
                     pr_err!(
-                        "load of swap area {} offset {} failed ({:?}): page lost\n",
+                        "load of swap area {} offset {} failed (error {}): page lost\n",
                         swap_type,
                         offset,
-                        r.err().map(|e| e.to_errno())
+                        r.err().map_or(0, |e| e.to_errno())
                     );
                 }
                 // frontswap accepted this page: it must not read the stale

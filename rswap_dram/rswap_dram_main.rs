@@ -39,6 +39,11 @@ struct Dram {
     pages: PageMap,
     capacity_pages: u64,
     used_pages: AtomicU64,
+    /// Fault injection for tests (debugfs `fail_loads`, writable): that
+    /// many loads fail as if the page were lost, so the kernel's handling of
+    /// a lost page (SIGBUS, never stale data) can be checked without a
+    /// remote node to kill.
+    fail_loads: AtomicU64,
 }
 
 impl Backend for Dram {
@@ -61,6 +66,16 @@ impl Backend for Dram {
     }
 
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
+        let inject = self
+            .fail_loads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if inject.is_ok() {
+            pr_warn!(
+                "fail_loads: failing the load of swap offset {}\n",
+                key.offset()
+            );
+            return Err(code::EIO);
+        }
         self.pages
             .with(key.raw(), |copy| copy.copy_to(page))
             .ok_or(code::EIO)
@@ -100,10 +115,12 @@ impl kernel::Module for RswapDram {
             pages: PageMap::new()?,
             capacity_pages: mb * (1 << 20) / PAGE_SIZE as u64,
             used_pages: AtomicU64::new(0),
+            fail_loads: AtomicU64::new(0),
         };
         let registration = Registration::new(b"dram\0", module, dram)?;
         let dir = DebugfsDir::new(b"rswap_dram\0", None);
         dir.add_u64(b"used_pages\0", &registration.backend().used_pages);
+        dir.add_u64_writable(b"fail_loads\0", &registration.backend().fail_loads);
         pr_info!("keeping up to {} MiB of swapped pages in DRAM\n", mb);
         Ok(RswapDram {
             _dir: dir,

@@ -4,7 +4,7 @@
 # Usage: scripts/test.sh [guest test names...]   (default: all)
 source "$(dirname "$0")/lib.sh"
 
-GUEST_TESTS=(bad_input dram_basic dram_overflow load_cycle zswap_conflict)
+GUEST_TESTS=(bad_input dram_basic dram_overflow load_cycle lost_page zswap_conflict)
 [ $# -gt 0 ] && GUEST_TESTS=("$@")
 passed=0
 failed=0
