@@ -15,7 +15,8 @@ die() { log "error: $*"; exit 1; }
 
 DEB_PACKAGES=(linux-source-6.1 rustc rust-src bindgen clang lld llvm libelf-dev
 	bc flex bison libssl-dev cpio qemu-system-x86 busybox-static xz-utils
-	libc6-dev gcc make perl python3)
+	libc6-dev gcc make perl python3
+	libibverbs-dev librdmacm-dev ibverbs-providers iproute2 rdmacm-utils perftest)
 
 # Installs what the build and the guests need, once.
 rswap_deps() {
