@@ -97,7 +97,7 @@ rswap_modules() {
 	mkdir -p "$out"
 	# Build from a copy so the repository stays free of build outputs.
 	cp "$RSWAP_ROOT/Kbuild" "$out/"
-	for m in rswap rswap_dram; do
+	for m in rswap rswap_dram rswap_rdma; do
 		mkdir -p "$out/$m"
 		cp "$RSWAP_ROOT/$m"/*.rs "$RSWAP_ROOT/$m"/*.c "$RSWAP_ROOT/$m/Kbuild" "$out/$m/"
 	done
@@ -112,7 +112,12 @@ rswap_userspace() {
 	local target=x86_64-unknown-linux-gnu
 	(cd "$RSWAP_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
 		cargo build -q --release --locked --target $target -p pagewalker) >&2 ||
-		die "cargo build failed"
+		die "cargo build of pagewalker failed"
+	# memserver links rdma-core dynamically; it is built for the host
+	# target and goes into the guests with its libraries.
+	(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p memserver) >&2 ||
+		die "cargo build of memserver failed"
+	cp "$RSWAP_ROOT/target/release/memserver" "$RSWAP_ROOT/target/$target/release/memserver"
 	echo "$RSWAP_ROOT/target/$target/release"
 }
 
@@ -126,8 +131,23 @@ rswap_initramfs() {
 	for a in $("$root/bin/busybox" --list); do
 		[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
 	done
-	cp "$mods"/rswap/rswap.ko "$mods"/rswap_dram/rswap_dram.ko "$root/modules/"
+	cp "$mods"/rswap/rswap.ko "$mods"/rswap_dram/rswap_dram.ko "$mods"/rswap_rdma/rswap_rdma.ko "$root/modules/"
 	cp "$bins/pagewalker" "$root/bin/"
+	# The lab's programs and the rdma-core runtime (dynamically linked):
+	# memserver, iproute2's ip/tc/rdma, perftest, and the rxe provider.
+	local progs=("$bins/memserver" /usr/bin/rdma /usr/sbin/tc /usr/bin/ib_read_lat
+		/usr/bin/ib_write_bw /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so)
+	mkdir -p "$root/usr/lib/x86_64-linux-gnu/libibverbs" "$root/etc/libibverbs.d" "$root/lib64" "$root/usr/sbin"
+	cp "$bins/memserver" /usr/bin/ib_read_lat /usr/bin/ib_write_bw "$root/usr/bin/"
+	cp /usr/bin/rdma "$root/usr/sbin/rdma"
+	cp /usr/sbin/tc "$root/usr/sbin/tc"
+	cp /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so "$root/usr/lib/x86_64-linux-gnu/libibverbs/"
+	cp /etc/libibverbs.d/rxe.driver "$root/etc/libibverbs.d/"
+	local lib
+	for lib in $(ldd "${progs[@]}" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\/lib64/{print $1}' | sort -u); do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
 	cp "$RSWAP_ROOT"/tests/guest/*.sh "$root/tests/"
 	cp "$RSWAP_ROOT/tests/guest/init" "$root/init"
 	chmod +x "$root/init"
@@ -174,5 +194,97 @@ rswap_run_guest() { # rswap_run_guest <scripts> <timeout> [kernel args...]
 	shift 2
 	console=$RSWAP_WORK/guest-${run%%,*}.log
 	rswap_boot "$KDIR" "$INITRD" "$console" "$timeout" "rswap.run=$run" "$@" || true
+	sed -i 's/\r$//' "$console" # the serial console ends lines with CR LF
+	echo "$console"
+}
+
+# ---------------------------------------------------------------------------
+# The lab: one compute VM and memory-node VMs joined by point-to-point
+# links, each a pair of QEMU UDP socket netdevs on 127.0.0.1 (link N: the
+# memory node on port RSWAP_LAB_PORT+2N, the compute node on the next one).
+# UDP, because QEMU's TCP socket netdev adds Nagle/delayed-ACK stalls of
+# ~40 ms per exchange. Inside, link N is 10.77.N.0/24: the compute node is
+# .1 on its eth(N-1), memory node N is .2. Nothing else is reachable.
+
+LAB_PORT=${RSWAP_LAB_PORT:-47700}
+LAB_SECRET=${LAB_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+declare -A LAB_PID=()
+
+lab_qemu() { # lab_qemu <console> <mem> <smp> <append> <qemu args...>
+	local console=$1 mem=$2 smp=$3 append=$4
+	shift 4
+	: >"$console"
+	qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
+		-kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$INITRD" \
+		-append "console=ttyS0 panic=-1 $append" \
+		-display none -serial file:"$console" -monitor none -no-reboot "$@" \
+		</dev/null >/dev/null 2>&1 &
+}
+
+# Starts memory node N with a pool of POOL MiB; extra kernel args follow.
+lab_mem_start() { # lab_mem_start <n> <pool_mib> [rswap.allow=... rswap.shape=...]
+	local n=$1 pool=$2
+	shift 2
+	lab_qemu "$RSWAP_WORK/lab-mem$n.log" 384M 1 \
+		"rswap.role=mem rswap.ip=10.77.$n.2 rswap.pool=$pool rswap.secret=$LAB_SECRET $*" \
+		-netdev socket,id=l0,localaddr=127.0.0.1:$((LAB_PORT + 2 * n)),udp=127.0.0.1:$((LAB_PORT + 2 * n + 1)) \
+		-device virtio-net-pci,netdev=l0,mac="$(printf '52:54:00:77:%02x:02' "$n")"
+	LAB_PID[$n]=$!
+}
+
+lab_mem_wait() { # lab_mem_wait <n>: until its memserver listens (or 120 s)
+	local i
+	for i in $(seq 240); do
+		grep -q 'memserver: listening on' "$RSWAP_WORK/lab-mem$1.log" 2>/dev/null && return 0
+		kill -0 "${LAB_PID[$1]}" 2>/dev/null || break
+		sleep 0.5
+	done
+	log "lab: memory node $1 did not come up; its console:"
+	tail -20 "$RSWAP_WORK/lab-mem$1.log" >&2
+	return 1
+}
+
+lab_stop() {
+	local n
+	for n in "${!LAB_PID[@]}"; do
+		kill "${LAB_PID[$n]}" 2>/dev/null || true
+		wait "${LAB_PID[$n]}" 2>/dev/null || true
+		sed -i 's/\r$//' "$RSWAP_WORK/lab-mem$n.log"
+	done
+	LAB_PID=()
+}
+
+# Runs the compute VM with <links> links and the guest scripts <run>;
+# serves its requests ("RSWAP-LAB kill N" stops memory node N) until it
+# exits or <timeout> s pass. Prints the console's path.
+lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
+	local links=$1 run=$2 timeout=$3
+	shift 3
+	local console=$RSWAP_WORK/lab-compute-${run%%,*}.log net=() i
+	for i in $(seq "$links"); do
+		net+=(-netdev socket,id=l$i,localaddr=127.0.0.1:$((LAB_PORT + 2 * i + 1)),udp=127.0.0.1:$((LAB_PORT + 2 * i))
+			-device virtio-net-pci,netdev=l$i,mac="$(printf '52:54:00:77:%02x:01' "$i")")
+	done
+	local disk=$RSWAP_WORK/lab-swap.img
+	rm -f "$disk" && truncate -s 1G "$disk"
+	lab_qemu "$console" 512M 2 "rswap.role=compute rswap.links=$links rswap.secret=$LAB_SECRET rswap.run=$run $*" \
+		-drive file="$disk",if=virtio,format=raw,cache=unsafe "${net[@]}"
+	local pid=$! t0=$SECONDS done_kills=""
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ $((SECONDS - t0)) -gt "$timeout" ]; then
+			log "lab: compute node timed out after $timeout s"
+			kill "$pid"
+			break
+		fi
+		for n in $(sed -n 's/^RSWAP-LAB kill \([0-9]*\).*/\1/p' "$console" 2>/dev/null); do
+			case " $done_kills " in *" $n "*) continue ;; esac
+			log "lab: killing memory node $n as the test asked"
+			kill -9 "${LAB_PID[$n]}" 2>/dev/null || true
+			done_kills="$done_kills $n"
+		done
+		sleep 0.5
+	done
+	wait "$pid" 2>/dev/null || true
+	sed -i 's/\r$//' "$console"
 	echo "$console"
 }

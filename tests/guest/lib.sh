@@ -57,7 +57,7 @@ DMESG_START=$(dmesg | wc -l)
 check_dmesg() {
 	local bad
 	bad=$(dmesg | tail -n +$((DMESG_START + 1)) |
-		grep -E 'BUG:|WARNING:|Oops|Call Trace|soft lockup|hung_task|lockdep|possible circular|inconsistent lock|Kernel panic' | head -5)
+		grep -E 'BUG:|WARNING:|Oops|soft lockup|hung_task|blocked for more than|lockdep|possible circular|inconsistent lock|Kernel panic' | head -5)
 	if [ -n "$bad" ]; then fail "kernel log: $bad"; else note "ok: kernel log clean"; fi
 }
 
@@ -80,4 +80,20 @@ bench_run() { # bench_run <mode>
 	echo "RSWAP-BENCH mode=$1 disk_pswpin=$(($(vmstat pswpin) - in0)) rswap_loads=$(stat rswap/loads)" \
 		"zswap_loads=$(cat /sys/kernel/debug/frontswap/loads 2>/dev/null || echo 0) $(cat /tmp/walk)"
 	swapoff "$SWAPDEV" || fail "swapoff"
+}
+
+# --- lab (compute node) helpers ---
+param() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+SECRET=$(param rswap.secret)
+server() { echo "10.77.$1.2:7471"; }
+load_rdma() { insmod /modules/rswap.ko && insmod /modules/rswap_rdma.ko secret="$SECRET" "$@"; }
+unload_rdma() { rmmod rswap_rdma && rmmod rswap; }
+# Counter of server N (0-based) of rswap_rdma.
+rstat() { cat $DBG/rswap_rdma/server$1-*/$2 2>/dev/null || echo -1; }
+# Asks the host to kill memory node N, then waits until it stops answering.
+lab_kill() {
+	echo "RSWAP-LAB kill $1"
+	local i=0
+	while ping -c 1 -W 1 "10.77.$1.2" >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i + 1)); done
+	note "memory node $1 is gone (after $i pings)"
 }

@@ -9,6 +9,13 @@
 //! Pages found not resident (mincore) before a read are timed: that read is
 //! a major fault, and the summary gives their latency percentiles and the
 //! swap-in throughput (faulted bytes over the time spent in those faults).
+//!
+//! `--lost-ok` reads pages through process_vm_readv instead of touching
+//! them, so a page the kernel cannot bring back (a dead memory node) is
+//! counted as lost instead of killing us with SIGBUS, and every other page
+//! is still verified. `--pause PATH` waits after the write phase until PATH
+//! exists, so a test can change the world (kill a node) between writing and
+//! reading.
 
 mod pattern;
 
@@ -20,11 +27,15 @@ struct Args {
     mib: u64,
     seed: u64,
     random_passes: u32,
+    lost_ok: bool,
+    pause: Option<String>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("pagewalker: {msg}");
-    eprintln!("usage: pagewalker --mib N [--seed S] [--random-passes R]");
+    eprintln!(
+        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--lost-ok] [--pause PATH]"
+    );
     exit(2)
 }
 
@@ -33,12 +44,22 @@ fn parse_args() -> Args {
         mib: 0,
         seed: 1,
         random_passes: 2,
+        lost_ok: false,
+        pause: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--lost-ok" {
+            a.lost_ok = true;
+            continue;
+        }
         let v = it
             .next()
             .unwrap_or_else(|| usage(&format!("{k} needs a value")));
+        if k == "--pause" {
+            a.pause = Some(v);
+            continue;
+        }
         let n: u64 = v
             .parse()
             .unwrap_or_else(|_| usage(&format!("{k}: not a number: {v}")));
@@ -115,12 +136,16 @@ struct Totals {
     verified: u64,
     mismatches: u64,
     rewrites: u64,
+    lost: u64,
     fault_ns: Vec<u64>,
 }
 
 struct Walker {
     buf: Buffer,
     gen: Vec<u32>,
+    /// Pages the kernel could not bring back (--lost-ok only).
+    lost: Vec<bool>,
+    lost_ok: bool,
     seed: u64,
     t: Totals,
 }
@@ -129,6 +154,9 @@ impl Walker {
     /// Reads page `i`, timing the read if `cold` (not resident), and
     /// verifies it against its current generation.
     fn verify(&mut self, i: u64, cold: bool) {
+        if self.lost_ok {
+            return self.verify_by_copy(i, cold);
+        }
         let (seed, gen, pages) = (self.seed, self.gen[i as usize], self.buf.pages);
         let page = self.buf.page(i);
         if cold {
@@ -152,7 +180,58 @@ impl Walker {
         }
     }
 
+    /// Like `verify`, but reads the page with process_vm_readv, which
+    /// fails (instead of raising SIGBUS) for a page that cannot be read.
+    fn verify_by_copy(&mut self, i: u64, cold: bool) {
+        if self.lost[i as usize] {
+            return;
+        }
+        let mut copy = vec![0u64; WORDS];
+        let t0 = Instant::now();
+        let local = libc::iovec {
+            iov_base: copy.as_mut_ptr() as *mut libc::c_void,
+            iov_len: PAGE,
+        };
+        let remote = libc::iovec {
+            iov_base: self.buf.page(i).as_mut_ptr() as *mut libc::c_void,
+            iov_len: PAGE,
+        };
+        // SAFETY: both ranges are valid for PAGE bytes; our own pid.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if cold {
+            self.t.fault_ns.push(t0.elapsed().as_nanos() as u64);
+        }
+        if n != PAGE as isize {
+            self.lost[i as usize] = true;
+            self.t.lost += 1;
+            if self.t.lost <= 10 {
+                eprintln!(
+                    "LOST page {i}: the kernel could not read it back ({})",
+                    std::io::Error::last_os_error()
+                );
+            }
+            return;
+        }
+        let (seed, gen, pages) = (self.seed, self.gen[i as usize], self.buf.pages);
+        self.t.verified += 1;
+        if let Some(m) = check(&copy, seed, i, gen) {
+            self.t.mismatches += 1;
+            if self.t.mismatches <= 10 {
+                eprintln!(
+                    "MISMATCH page {i} gen {gen} word {}: want {:#018x} got {:#018x}: holds {}",
+                    m.word,
+                    m.want,
+                    m.got,
+                    diagnose(&copy, seed, i, gen, pages)
+                );
+            }
+        }
+    }
+
     fn rewrite(&mut self, i: u64) {
+        if self.lost[i as usize] {
+            return;
+        }
         self.gen[i as usize] += 1;
         let (seed, gen) = (self.seed, self.gen[i as usize]);
         fill(self.buf.page(i), seed, i, gen);
@@ -211,6 +290,8 @@ fn main() {
     let mut w = Walker {
         buf: Buffer::map(pages),
         gen: vec![0; pages as usize],
+        lost: vec![false; pages as usize],
+        lost_ok: a.lost_ok,
         seed: a.seed,
         t: Totals::default(),
     };
@@ -222,6 +303,13 @@ fn main() {
             fill(w.buf.page(i), seed, i, 0);
         }
     });
+    if let Some(path) = &a.pause {
+        println!("pagewalker: paused until {path} exists");
+        let t = Instant::now();
+        while !std::path::Path::new(path).exists() && t.elapsed().as_secs() < 600 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
     phase("verify", &mut w, Walker::sequential_verify);
     let mut rng = Rng::new(a.seed ^ 0x5eed);
     for p in 0..a.random_passes {
@@ -235,7 +323,7 @@ fn main() {
     let swapin_mib = lat.len() as f64 * PAGE as f64 / (1 << 20) as f64;
     let t = &w.t;
     println!(
-        "pagewalker: result={} mib={} pages={} verified={} mismatches={} rewrites={} \
+        "pagewalker: result={} mib={} pages={} verified={} mismatches={} lost={} rewrites={} \
          swapin_pages={} swapin_mib_s={:.1} fault_p50_us={:.1} fault_p99_us={:.1} \
          majflt={} seconds={:.2}",
         if t.mismatches == 0 { "OK" } else { "CORRUPT" },
@@ -243,6 +331,7 @@ fn main() {
         pages,
         t.verified,
         t.mismatches,
+        t.lost,
         t.rewrites,
         lat.len(),
         if fault_secs > 0.0 {
