@@ -1,28 +1,75 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): the same page walker run in the same guest with
-# swap on the disk only, with zswap, and with rswap_dram. Appends the
+# Benchmark (not a test): the same page walker run under each swap setup,
+# and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
+# Usage: scripts/bench.sh [modes...]
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest (default: all)
 source "$(dirname "$0")/lib.sh"
+MODES=(disk zswap dram rdma1 rdma2 rdma2_slow perftest)
+[ $# -gt 0 ] && MODES=("$@")
 rswap_prepare
 results=$RSWAP_ROOT/tests/results.md
 rows=()
-for mode in disk zswap dram; do
-	args=()
-	[ $mode = zswap ] && args=(zswap.enabled=1)
+perf=""
+trap 'lab_stop' EXIT
+
+val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# One lab run: memory nodes 1..<nodes>, each "<n>:<rate>" shaped if a rate
+# is given, and the compute node running <script>.
+lab_bench() { # lab_bench <script> <nodes> [n:rate ...]
+	local script=$1 nodes=$2 shape="" n extra
+	shift 2
+	for s in "$@"; do shape="$shape,${s%%:*}:${s#*:}:0"; done
+	shape=${shape#,}
+	for n in $(seq "$nodes"); do
+		extra=()
+		[ -n "$shape" ] && extra+=("rswap.shape=$shape")
+		[ "$script" = bench_perftest ] && [ "$n" = 1 ] && extra+=(rswap.perftest=1)
+		lab_mem_start "$n" 160 "${extra[@]}"
+	done
+	for n in $(seq "$nodes"); do lab_mem_wait "$n" || die "memory node $n did not start"; done
+	console=$(lab_compute "$nodes" "$script" 2400 "rswap.servers=$nodes" ${shape:+rswap.shape=$shape})
+	lab_stop
+}
+
+for mode in "${MODES[@]}"; do
 	log "bench: $mode"
-	console=$(rswap_run_guest "bench_$mode" 1800 "${args[@]}")
-	line=$(grep -a '^RSWAP-BENCH ' "$console" | tail -1) || die "bench_$mode did not finish; see $console"
-	grep -q "^RSWAP-RESULT bench_$mode PASS" "$console" || die "bench_$mode failed; see $console"
-	val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
-	rows+=("| $(val mode) | $(val swapin_mib_s) | $(val fault_p50_us) | $(val fault_p99_us) | $(val swapin_pages) | $(val majflt) | $(val disk_pswpin) | $(val seconds) | $(val mismatches) |")
+	case $mode in
+	disk | dram) console=$(rswap_run_guest "bench_$mode" 1800) ;;
+	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
+	rdma1) lab_bench bench_rdma 1 ;;
+	rdma2) lab_bench bench_rdma 2 ;;
+	rdma2_slow) lab_bench bench_rdma 2 1:40mbit 2:10mbit ;;
+	perftest) lab_bench bench_perftest 1 ;;
+	*) die "unknown mode $mode" ;;
+	esac
+	grep -a -q "^RSWAP-RESULT bench_\w* PASS" "$console" || die "$mode failed; see $console"
+	if [ "$mode" = perftest ]; then
+		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
+		continue
+	fi
+	line=$(grep -a '^RSWAP-BENCH ' "$console" | tail -1)
+	split=$(grep -a '^RSWAP-BENCH-SPLIT ' "$console" | tail -1 || true)
+	name=$mode
+	[ $mode = rdma2_slow ] && name="rdma2_slow (node 2 at 1/4 of node 1's rate)"
+	rows+=("| $name | $(val swapin_mib_s "$line") | $(val fault_p50_us "$line") | $(val fault_p99_us "$line") | $(val swapin_pages "$line") | $(val disk_pswpin "$line") | $(val server1 "$split") | $(val server2 "$split") | $(val seconds "$line") | $(val mismatches "$line") |")
 done
 {
 	echo
-	echo "## $(date -u +%Y-%m-%d) - Linux $(rswap_kernel_version) + rswap patches, QEMU TCG guest (2 vCPUs, 512 MiB)"
+	echo "## $(date -u +%Y-%m-%d) - Linux $(rswap_kernel_version) + rswap patches, QEMU TCG"
 	echo
-	echo "pagewalker --mib 128 --random-passes 2 under memory.max=32M, swap on a 1 GiB virtio-blk disk."
+	echo "pagewalker --mib 128 --random-passes 2 --seed 7 under memory.max=32M; swap on a 1 GiB virtio-blk disk."
+	echo "Single-VM modes: 2 vCPUs, 512 MiB. rdma modes: the lab (compute 2 vCPUs/512 MiB, memory nodes 1 vCPU/384 MiB,"
+	echo "Soft-RoCE over QEMU UDP socket links on 127.0.0.1), mib_per_server=128."
 	echo
-	echo "| mode | swap-in MiB/s | fault p50 us | fault p99 us | faulting reads | major faults | disk pages read | run s | mismatches |"
-	echo "|---|---|---|---|---|---|---|---|---|"
+	echo "| mode | swap-in MiB/s | fault p50 us | fault p99 us | faulting reads | disk pages read | pages to node 1 | pages to node 2 | run s | mismatches |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${rows[@]}"
+	if [ -n "$perf" ]; then
+		echo
+		echo "Raw transport, perftest between the compute node and memory node 1 (rxe):" \
+			"ib_read_lat 2 B typical $(val t_typical_us "$perf") us, avg $(val t_avg_us "$perf") us, p99 $(val p99_us "$perf") us;" \
+			"ib_write_bw 64 KiB average $(val bw_avg_MBps "$perf") MB/s."
+	fi
 } | tee -a "$results"

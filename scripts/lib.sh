@@ -117,7 +117,8 @@ rswap_userspace() {
 	# target and goes into the guests with its libraries.
 	(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p memserver) >&2 ||
 		die "cargo build of memserver failed"
-	cp "$RSWAP_ROOT/target/release/memserver" "$RSWAP_ROOT/target/$target/release/memserver"
+	cp "$RSWAP_ROOT/target/release/memserver" "$RSWAP_ROOT/target/release/rswap-probe" \
+		"$RSWAP_ROOT/target/$target/release/"
 	echo "$RSWAP_ROOT/target/$target/release"
 }
 
@@ -135,10 +136,10 @@ rswap_initramfs() {
 	cp "$bins/pagewalker" "$root/bin/"
 	# The lab's programs and the rdma-core runtime (dynamically linked):
 	# memserver, iproute2's ip/tc/rdma, perftest, and the rxe provider.
-	local progs=("$bins/memserver" /usr/bin/rdma /usr/sbin/tc /usr/bin/ib_read_lat
+	local progs=("$bins/memserver" "$bins/rswap-probe" /usr/bin/rdma /usr/sbin/tc /usr/bin/ib_read_lat
 		/usr/bin/ib_write_bw /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so)
 	mkdir -p "$root/usr/lib/x86_64-linux-gnu/libibverbs" "$root/etc/libibverbs.d" "$root/lib64" "$root/usr/sbin"
-	cp "$bins/memserver" /usr/bin/ib_read_lat /usr/bin/ib_write_bw "$root/usr/bin/"
+	cp "$bins/memserver" "$bins/rswap-probe" /usr/bin/ib_read_lat /usr/bin/ib_write_bw "$root/usr/bin/"
 	cp /usr/bin/rdma "$root/usr/sbin/rdma"
 	cp /usr/sbin/tc "$root/usr/sbin/tc"
 	cp /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so "$root/usr/lib/x86_64-linux-gnu/libibverbs/"

@@ -1,11 +1,45 @@
 #!/usr/bin/env bash
 # rswap's test suite: host unit tests, then the guest tests on the patched
 # kernel. Installs what it needs. Ends with "N passed, N failed".
-# Usage: scripts/test.sh [guest test names...]   (default: all)
+# Usage: scripts/test.sh [test names...]   (default: all; lab_* run in the lab)
 source "$(dirname "$0")/lib.sh"
 
 GUEST_TESTS=(bad_input dram_basic dram_overflow load_cycle lost_page zswap_conflict)
-[ $# -gt 0 ] && GUEST_TESTS=("$@")
+LAB_TESTS=(lab_one lab_two lab_spill lab_refusals lab_memserver lab_kill)
+if [ $# -gt 0 ]; then
+	GUEST_TESTS=()
+	LAB_TESTS=()
+	for t in "$@"; do
+		case $t in lab_*) LAB_TESTS+=("$t") ;; *) GUEST_TESTS+=("$t") ;; esac
+	done
+fi
+SPLAT='BUG:|WARNING:|Oops|soft lockup|blocked for more than|Kernel panic|lockdep|possible circular'
+
+# Reads the RSWAP-RESULT lines of <tests> from <console>; any kernel splat
+# in <consoles...> fails them all.
+collect() { # collect <console> "<tests>" <consoles to scan for splats...>
+	local console=$1 tests=$2 splat line t
+	shift 2
+	splat=$(grep -a -h -E "$SPLAT" "$@" | head -3 || true)
+	for t in $tests; do
+		line=$(grep -a "^RSWAP-RESULT $t " "$console" | tail -1 || true)
+		if [ -z "$line" ]; then
+			result "$t" FAIL "no result (guest crashed or timed out; see $console)"
+		elif [ -n "$splat" ]; then
+			result "$t" FAIL "kernel log: $splat"
+		else
+			set -- $line
+			result "$t" "$3" "${*:4}"
+		fi
+	done
+}
+
+# A check on the host side: PASS if the command succeeds.
+host_check() { # host_check <name> <detail> <command...>
+	local name=$1 detail=$2
+	shift 2
+	if "$@"; then result "$name" PASS "$detail"; else result "$name" FAIL "$detail"; fi
+}
 passed=0
 failed=0
 failures=()
@@ -34,25 +68,53 @@ else
 fi
 
 rswap_prepare
-# All guest tests run in one boot, in order; each checks the kernel log.
-run=$(IFS=,; echo "${GUEST_TESTS[*]}")
-log "guest: booting for: $run"
-t0=$(date +%s)
-console=$(rswap_run_guest "$run" 2400)
-log "guest: finished in $(($(date +%s) - t0)) s (console: $console)"
-grep -E '^\[[a-z_]+\] |^pagewalker: result' "$console" | sed 's/^/  /' || true
-splat=$(grep -E 'BUG:|WARNING:|Oops|soft lockup|Kernel panic|lockdep|possible circular' "$console" | head -3 || true)
-for t in "${GUEST_TESTS[@]}"; do
-	line=$(grep -a "^RSWAP-RESULT $t " "$console" | tail -1 || true)
-	if [ -z "$line" ]; then
-		result "$t" FAIL "no result (guest crashed or timed out; see $console)"
-	elif [ -n "$splat" ]; then
-		result "$t" FAIL "kernel log: $splat"
+
+if [ ${#GUEST_TESTS[@]} -gt 0 ]; then
+	# All single-VM guest tests run in one boot, in order; each checks the kernel log.
+	run=$(IFS=,; echo "${GUEST_TESTS[*]}")
+	log "guest: booting for: $run"
+	t0=$(date +%s)
+	console=$(rswap_run_guest "$run" 2400)
+	log "guest: finished in $(($(date +%s) - t0)) s (console: $console)"
+	grep -a -E '^\[[a-z_]+\] |^pagewalker: result' "$console" | sed 's/^/  /' || true
+	collect "$console" "${GUEST_TESTS[*]}" "$console"
+fi
+
+if [ ${#LAB_TESTS[@]} -gt 0 ]; then
+	# The lab: two memory nodes and a compute node; the lab tests run in one
+	# boot of the compute node, in order (lab_kill last: it kills nodes).
+	run=$(IFS=,; echo "${LAB_TESTS[*]}")
+	log "lab: starting 2 memory nodes"
+	t0=$(date +%s)
+	trap 'lab_stop' INT TERM
+	lab_mem_start 1 160 rswap.allow=10.77.1.1
+	lab_mem_start 2 160 rswap.allow=10.77.2.1
+	if lab_mem_wait 1 && lab_mem_wait 2; then
+		log "lab: compute node runs: $run"
+		console=$(lab_compute 2 "$run" 3000)
 	else
-		set -- $line
-		result "$t" "$3" "${*:4}"
+		console=/dev/null
 	fi
-done
+	lab_stop
+	log "lab: finished in $(($(date +%s) - t0)) s (consoles: $RSWAP_WORK/lab-*.log)"
+	grep -a -E '^\[[a-z_]+\] |^pagewalker: result|^RSWAP-SPLIT' "$console" | sed 's/^/  /' || true
+	m1=$RSWAP_WORK/lab-mem1.log m2=$RSWAP_WORK/lab-mem2.log
+	grep -a -E '^memserver: [^s]' "$m1" "$m2" | sed 's/^/  /' | tail -30 || true
+	collect "$console" "${LAB_TESTS[*]}" "$console" "$m1" "$m2"
+	used() { grep -a -o 'pages_used=[0-9]*' "$1" | cut -d= -f2 | sort -n | tail -1; }
+	if [[ " ${LAB_TESTS[*]} " == *" lab_two "* ]]; then
+		host_check lab_two_memserver_stats "pages used: node1 $(used "$m1"), node2 $(used "$m2")" \
+			test "$(used "$m1")" -gt 1000 -a "$(used "$m2")" -gt 1000
+	fi
+	if [[ " ${LAB_TESTS[*]} " == *" lab_one "* ]]; then
+		host_check lab_one_memserver_frees_region "memserver saw rmmod's disconnect and freed the region" \
+			grep -a -q 'disconnected: RDMA_CM_EVENT_DISCONNECTED.*freed' "$m1"
+	fi
+	if [[ " ${LAB_TESTS[*]} " == *" lab_refusals "* ]]; then
+		host_check lab_refusals_memserver_log "memserver logged the wrong secret" \
+			grep -a -q 'refused connection from 10.77.1.1: node [0-9a-f]*: wrong secret' "$m1"
+	fi
+fi
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 summary_done=1

@@ -4,23 +4,7 @@
 //!
 //! memserver --listen 10.77.1.2:7471 --pool-mib 256 --secret <32 hex> [--allow 10.77.1.1]...
 
-mod auth;
-mod pool;
-mod proto;
-mod rdma;
-mod server;
-
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    dead_code,
-    clippy::all
-)]
-mod sys {
-    include!(concat!(env!("OUT_DIR"), "/rdma_sys.rs"));
-}
-
+use memserver::{auth, proto, rdma, server};
 use std::process::exit;
 
 const USAGE: &str = "usage: memserver --listen ADDR:PORT --pool-mib N [--region-mib N] \

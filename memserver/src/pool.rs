@@ -37,7 +37,6 @@ impl Pool {
         self.free.iter().map(|e| e.len).sum()
     }
 
-    #[cfg(test)]
     pub fn largest_free(&self) -> u64 {
         self.free.iter().map(|e| e.len).max().unwrap_or(0)
     }

@@ -123,6 +123,9 @@ pub struct Event(*mut sys::rdma_cm_event);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    AddrResolved,
+    RouteResolved,
+    Rejected,
     ConnectRequest,
     Established,
     Disconnected,
@@ -139,12 +142,16 @@ impl Event {
 
     pub fn kind(&self) -> EventKind {
         match self.raw().event {
+            sys::rdma_cm_event_type_RDMA_CM_EVENT_ADDR_RESOLVED => EventKind::AddrResolved,
+            sys::rdma_cm_event_type_RDMA_CM_EVENT_ROUTE_RESOLVED => EventKind::RouteResolved,
+            sys::rdma_cm_event_type_RDMA_CM_EVENT_REJECTED => EventKind::Rejected,
             sys::rdma_cm_event_type_RDMA_CM_EVENT_CONNECT_REQUEST => EventKind::ConnectRequest,
             sys::rdma_cm_event_type_RDMA_CM_EVENT_ESTABLISHED => EventKind::Established,
             sys::rdma_cm_event_type_RDMA_CM_EVENT_DISCONNECTED => EventKind::Disconnected,
             sys::rdma_cm_event_type_RDMA_CM_EVENT_CONNECT_ERROR
             | sys::rdma_cm_event_type_RDMA_CM_EVENT_UNREACHABLE
-            | sys::rdma_cm_event_type_RDMA_CM_EVENT_REJECTED => EventKind::Failed,
+            | sys::rdma_cm_event_type_RDMA_CM_EVENT_ADDR_ERROR
+            | sys::rdma_cm_event_type_RDMA_CM_EVENT_ROUTE_ERROR => EventKind::Failed,
             sys::rdma_cm_event_type_RDMA_CM_EVENT_DEVICE_REMOVAL => EventKind::DeviceRemoval,
             _ => EventKind::Other,
         }
@@ -214,9 +221,9 @@ impl ConnId {
             .then(|| Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
     }
 
-    /// The device context the connection arrived on.
-    pub fn device(&self) -> *mut sys::ibv_context {
-        self.raw().verbs
+    /// Identifies the device the connection arrived on.
+    pub fn device_key(&self) -> usize {
+        self.raw().verbs as usize
     }
 
     pub fn create_qp(&self, pd: &Pd, cq: &Cq) -> io::Result<()> {
@@ -290,9 +297,10 @@ impl Drop for Listener {
 pub struct Pd(*mut sys::ibv_pd);
 
 impl Pd {
-    pub fn new(ctx: *mut sys::ibv_context) -> io::Result<Pd> {
-        // SAFETY: `ctx` is a live device context from a CM id.
-        let pd = unsafe { sys::ibv_alloc_pd(ctx) };
+    /// A PD on the device of `id`.
+    pub fn new(id: &ConnId) -> io::Result<Pd> {
+        // SAFETY: the id's device context is live while the id is.
+        let pd = unsafe { sys::ibv_alloc_pd(id.raw().verbs) };
         if pd.is_null() {
             return Err(errno_err("ibv_alloc_pd"));
         }
@@ -310,9 +318,12 @@ impl Drop for Pd {
 pub struct Cq(*mut sys::ibv_cq);
 
 impl Cq {
-    pub fn new(ctx: *mut sys::ibv_context, entries: i32) -> io::Result<Cq> {
-        // SAFETY: live context; no completion channel.
-        let cq = unsafe { sys::ibv_create_cq(ctx, entries, ptr::null_mut(), ptr::null_mut(), 0) };
+    /// A CQ on the device of `id`.
+    pub fn new(id: &ConnId, entries: i32) -> io::Result<Cq> {
+        // SAFETY: live context of a live id; no completion channel.
+        let cq = unsafe {
+            sys::ibv_create_cq(id.raw().verbs, entries, ptr::null_mut(), ptr::null_mut(), 0)
+        };
         if cq.is_null() {
             return Err(errno_err("ibv_create_cq"));
         }
@@ -354,6 +365,11 @@ impl Mr {
     pub fn rkey(&self) -> u32 {
         // SAFETY: valid until dropped.
         unsafe { (*self.0).rkey }
+    }
+
+    pub fn lkey(&self) -> u32 {
+        // SAFETY: valid until dropped.
+        unsafe { (*self.0).lkey }
     }
 
     pub fn addr(&self) -> u64 {
@@ -440,6 +456,195 @@ pub mod signals {
                     on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
                 )
             };
+        }
+    }
+}
+
+/// A user-space client connection (the probe tool): one RC QP that can
+/// issue RDMA READs against a granted region.
+pub struct Client {
+    // Drop order: the id (with its QP) before the MR, CQ and PD.
+    id: Option<ConnId>,
+    mr: Mr,
+    buf: Buffer,
+    cq: Cq,
+    _pd: Pd,
+    /// The server's reply (accept or reject private data).
+    pub reply: Vec<u8>,
+    pub rejected: bool,
+}
+
+impl EventChannel {
+    fn expect(&self, want: EventKind, ms: i32, step: &str) -> io::Result<Event> {
+        let ev = self.next(ms)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{step}: no answer in {ms} ms"),
+            )
+        })?;
+        if ev.kind() != want {
+            return Err(io::Error::other(format!(
+                "{step}: got {} (status {})",
+                ev.name(),
+                ev.status()
+            )));
+        }
+        Ok(ev)
+    }
+
+    /// Connects to `to` (from `from`, if given) sending `request`.
+    pub fn connect(
+        &self,
+        to: SocketAddrV4,
+        from: Option<Ipv4Addr>,
+        request: &[u8],
+        ms: i32,
+    ) -> io::Result<Client> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid channel and out pointer.
+        if unsafe {
+            sys::rdma_create_id(
+                self.0,
+                &mut raw,
+                ptr::null_mut(),
+                sys::rdma_port_space_RDMA_PS_TCP,
+            )
+        } != 0
+        {
+            return Err(errno_err("rdma_create_id"));
+        }
+        let id = ConnId(raw);
+        let fail = |e: io::Error| {
+            id.destroy();
+            e
+        };
+        let mut src = from.map(|a| sockaddr_in(SocketAddrV4::new(a, 0)));
+        let mut dst = sockaddr_in(to);
+        let srcp = src
+            .as_mut()
+            .map_or(ptr::null_mut(), |s| s as *mut _ as *mut sys::sockaddr);
+        // SAFETY: valid id; the addresses outlive the call.
+        if unsafe {
+            sys::rdma_resolve_addr(raw, srcp, &mut dst as *mut _ as *mut sys::sockaddr, ms)
+        } != 0
+        {
+            return Err(fail(errno_err("rdma_resolve_addr")));
+        }
+        drop(
+            self.expect(EventKind::AddrResolved, ms, "address resolution")
+                .map_err(fail)?,
+        );
+        // SAFETY: valid id with a resolved address.
+        if unsafe { sys::rdma_resolve_route(raw, ms) } != 0 {
+            return Err(fail(errno_err("rdma_resolve_route")));
+        }
+        drop(
+            self.expect(EventKind::RouteResolved, ms, "route resolution")
+                .map_err(fail)?,
+        );
+        let pd = Pd::new(&id).map_err(fail)?;
+        let cq = Cq::new(&id, 16).map_err(fail)?;
+        let mut buf = Buffer::map(4096).map_err(fail)?;
+        let mr = Mr::register(&pd, buf.slice_mut(0, 4096)).map_err(fail)?;
+        id.create_qp(&pd, &cq).map_err(fail)?;
+        let mut p = sys::rdma_conn_param {
+            private_data: request.as_ptr() as *const c_void,
+            private_data_len: request.len() as u8,
+            responder_resources: 1,
+            initiator_depth: 1,
+            retry_count: 7,
+            rnr_retry_count: 7,
+            ..Default::default()
+        };
+        // SAFETY: valid id with a QP; `request` outlives the call.
+        if unsafe { sys::rdma_connect(raw, &mut p) } != 0 {
+            return Err(fail(errno_err("rdma_connect")));
+        }
+        let ev = self.next(ms)?.ok_or_else(|| {
+            fail(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer to the connect request",
+            ))
+        })?;
+        let (kind, reply) = (ev.kind(), ev.private_data());
+        let name = ev.name();
+        drop(ev);
+        let rejected = match kind {
+            EventKind::Established => false,
+            EventKind::Rejected => true,
+            _ => return Err(fail(io::Error::other(format!("connect: got {name}")))),
+        };
+        Ok(Client {
+            id: Some(id),
+            mr,
+            buf,
+            cq,
+            _pd: pd,
+            reply,
+            rejected,
+        })
+    }
+}
+
+impl Client {
+    /// RDMA READ of one page at `remote` with `rkey`. Ok(None) on success,
+    /// Ok(Some(status)) when the request completed with an error.
+    pub fn read(&mut self, remote: u64, rkey: u32, ms: u64) -> io::Result<Option<String>> {
+        let id = self.id.expect("connected");
+        let mut sge = sys::ibv_sge {
+            addr: self.buf.slice_mut(0, 4096).as_mut_ptr() as u64,
+            length: 4096,
+            lkey: self.mr.lkey(),
+        };
+        let mut wr = sys::ibv_send_wr {
+            wr_id: 1,
+            sg_list: &mut sge,
+            num_sge: 1,
+            opcode: sys::ibv_wr_opcode_IBV_WR_RDMA_READ,
+            send_flags: sys::ibv_send_flags_IBV_SEND_SIGNALED,
+            ..Default::default()
+        };
+        wr.wr.rdma = sys::ibv_send_wr__bindgen_ty_2__bindgen_ty_1 {
+            remote_addr: remote,
+            rkey,
+        };
+        let qp = id.raw().qp;
+        let mut bad = ptr::null_mut();
+        // SAFETY: ibv_post_send is an inline call through the context's ops
+        // table; qp, wr and sge are valid for the call and until completion.
+        let r =
+            unsafe { ((*(*qp).context).ops.post_send.expect("post_send"))(qp, &mut wr, &mut bad) };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let t = std::time::Instant::now();
+        loop {
+            let mut wc = sys::ibv_wc::default();
+            // SAFETY: ibv_poll_cq, inline: through the ops table of our CQ.
+            let n = unsafe {
+                ((*(*self.cq.0).context).ops.poll_cq.expect("poll_cq"))(self.cq.0, 1, &mut wc)
+            };
+            if n > 0 {
+                if wc.status == sys::ibv_wc_status_IBV_WC_SUCCESS {
+                    return Ok(None);
+                }
+                // SAFETY: returns a static string.
+                let s = unsafe { std::ffi::CStr::from_ptr(sys::ibv_wc_status_str(wc.status)) };
+                return Ok(Some(s.to_string_lossy().into_owned()));
+            }
+            if t.elapsed().as_millis() as u64 > ms {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no completion"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            id.disconnect();
+            id.destroy();
         }
     }
 }

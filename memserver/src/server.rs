@@ -113,7 +113,7 @@ impl Server {
                         );
                     }
                 }
-                EventKind::Disconnected | EventKind::Failed => {
+                EventKind::Disconnected | EventKind::Failed | EventKind::Rejected => {
                     let name = ev.name();
                     drop(ev);
                     self.drop_conn(id, &name, status);
@@ -123,7 +123,7 @@ impl Server {
                     log!("the RDMA device went away; shutting down");
                     break;
                 }
-                EventKind::Other => {}
+                EventKind::AddrResolved | EventKind::RouteResolved | EventKind::Other => {}
             }
             self.write_status(false);
         }
@@ -157,11 +157,10 @@ impl Server {
             return self.refuse(id, st, &format!("node {:016x}: {why}", req.node_id));
         }
         if self.device.is_none() {
-            let ctx = id.device();
-            match Pd::new(ctx).and_then(|pd| Ok((Cq::new(ctx, 64)?, pd))) {
+            match Pd::new(&id).and_then(|pd| Ok((Cq::new(&id, 64)?, pd))) {
                 Ok((cq, pd)) => {
                     self.device = Some(Device {
-                        ctx: ctx as usize,
+                        ctx: id.device_key(),
                         cq,
                         pd,
                     })
@@ -172,7 +171,7 @@ impl Server {
             }
         }
         let dev = self.device.as_ref().unwrap();
-        if dev.ctx != id.device() as usize {
+        if dev.ctx != id.device_key() {
             return self.refuse(
                 id,
                 Status::BadRequest,

@@ -8,6 +8,11 @@ for a in $(param rswap.allow | tr ',' ' '); do args="$args --allow $a"; done
 echo "RSWAP-MEM starting: memserver $args" | sed 's/--secret [0-9a-f]*/--secret <hidden>/'
 memserver $args &
 pid=$!
+if [ "$(param rswap.perftest)" = 1 ]; then
+	# perftest servers for the transport baseline (one run each).
+	ib_read_lat -d rxe_eth0 -p 18515 -n 1000 >/tmp/lat.out 2>&1 &
+	ib_write_bw -d rxe_eth0 -p 18516 -n 2000 >/tmp/bw.out 2>&1 &
+fi
 while kill -0 "$pid" 2>/dev/null; do
 	sleep 3
 	kill -USR1 "$pid" 2>/dev/null

@@ -10,7 +10,7 @@
 //! a major fault, and the summary gives their latency percentiles and the
 //! swap-in throughput (faulted bytes over the time spent in those faults).
 //!
-//! `--lost-ok` reads pages through process_vm_readv instead of touching
+//! `--lost-ok` reads pages through /proc/self/mem instead of touching
 //! them, so a page the kernel cannot bring back (a dead memory node) is
 //! counted as lost instead of killing us with SIGBUS, and every other page
 //! is still verified. `--pause PATH` waits after the write phase until PATH
@@ -20,6 +20,7 @@
 mod pattern;
 
 use pattern::{check, diagnose, fill, percentile, Rng, PAGE, WORDS};
+use std::os::unix::fs::FileExt;
 use std::process::exit;
 use std::time::Instant;
 
@@ -142,6 +143,8 @@ struct Totals {
 
 struct Walker {
     buf: Buffer,
+    /// /proc/self/mem, for --lost-ok reads.
+    mem: std::fs::File,
     gen: Vec<u32>,
     /// Pages the kernel could not bring back (--lost-ok only).
     lost: Vec<bool>,
@@ -180,28 +183,21 @@ impl Walker {
         }
     }
 
-    /// Like `verify`, but reads the page with process_vm_readv, which
-    /// fails (instead of raising SIGBUS) for a page that cannot be read.
+    /// Like `verify`, but reads the page through /proc/self/mem, which
+    /// fails with EIO (instead of raising SIGBUS) for a page that cannot be
+    /// brought back.
     fn verify_by_copy(&mut self, i: u64, cold: bool) {
         if self.lost[i as usize] {
             return;
         }
         let mut copy = vec![0u64; WORDS];
         let t0 = Instant::now();
-        let local = libc::iovec {
-            iov_base: copy.as_mut_ptr() as *mut libc::c_void,
-            iov_len: PAGE,
-        };
-        let remote = libc::iovec {
-            iov_base: self.buf.page(i).as_mut_ptr() as *mut libc::c_void,
-            iov_len: PAGE,
-        };
-        // SAFETY: both ranges are valid for PAGE bytes; our own pid.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        let addr = self.buf.page(i).as_ptr() as u64;
+        let n = self.mem.read_at(bytes_of_mut(&mut copy), addr).unwrap_or(0);
         if cold {
             self.t.fault_ns.push(t0.elapsed().as_nanos() as u64);
         }
-        if n != PAGE as isize {
+        if n != PAGE {
             self.lost[i as usize] = true;
             self.t.lost += 1;
             if self.t.lost <= 10 {
@@ -264,6 +260,11 @@ impl Walker {
     }
 }
 
+fn bytes_of_mut(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: u64 has no invalid bit patterns and stricter alignment than u8.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 8) }
+}
+
 fn phase(name: &str, w: &mut Walker, f: impl FnOnce(&mut Walker)) {
     let faults_before = w.t.fault_ns.len();
     let t0 = Instant::now();
@@ -287,13 +288,33 @@ fn major_faults() -> i64 {
 fn main() {
     let a = parse_args();
     let pages = a.mib * (1 << 20) / PAGE as u64;
+    let gen = vec![0; pages as usize];
+    let lost = vec![false; pages as usize];
+    let mut t = Totals::default();
+    if a.lost_ok {
+        // Our own bookkeeping must survive the loss of remote memory, or a
+        // lost page of it would kill us: allocate it all now and lock it,
+        // before mapping the buffer (which stays swappable).
+        t.fault_ns
+            .reserve(pages as usize * (3 + a.random_passes as usize));
+        // SAFETY: plain syscall; locks the pages mapped so far.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+            eprintln!("pagewalker: mlockall: {}", std::io::Error::last_os_error());
+            exit(3);
+        }
+    }
+    let mem = std::fs::File::open("/proc/self/mem").unwrap_or_else(|e| {
+        eprintln!("pagewalker: /proc/self/mem: {e}");
+        exit(3)
+    });
     let mut w = Walker {
         buf: Buffer::map(pages),
-        gen: vec![0; pages as usize],
-        lost: vec![false; pages as usize],
+        mem,
+        gen,
+        lost,
         lost_ok: a.lost_ok,
         seed: a.seed,
-        t: Totals::default(),
+        t,
     };
     let t0 = Instant::now();
     let majflt0 = major_faults();

@@ -1,0 +1,26 @@
+# Connections that must fail do so quickly and say why; nothing hangs.
+. /tests/lib.sh
+insmod /modules/rswap.ko || fail "insmod rswap"
+t0=$(date +%s)
+expect_fail "unreachable server" "timed out\|unreachable" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.99:7471 timeout_ms=2000
+took=$(($(date +%s) - t0))
+expect "unreachable server refused within 20 s" "$took" -le 20
+t0=$(date +%s)
+expect_fail "no memserver on that port" "no memserver" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.2:7999 timeout_ms=2000
+expect "refused within 10 s" "$(($(date +%s) - t0))" -le 10
+expect_fail "wrong secret" "wrong secret" \
+	insmod /modules/rswap_rdma.ko secret=00000000000000000000000000000000 servers="$(server 1)"
+expect_fail "second server refuses: whole load fails" "wrong secret\|refused" \
+	insmod /modules/rswap_rdma.ko secret=0123456789abcdef0123456789abcdef servers="$(server 1),$(server 2)"
+expect_fail "missing secret" "secret= is required" insmod /modules/rswap_rdma.ko servers="$(server 1)"
+expect_fail "bad server list" "is not IPV4:PORT" insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.2
+expect_fail "timeout out of range" "outside 100..60000" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" timeout_ms=5
+expect "rswap_rdma not loaded" "$(grep -c rswap_rdma /proc/modules)" -eq 0
+# After all that a good load works and unloads cleanly.
+insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" || fail "good load"
+rmmod rswap_rdma && rmmod rswap || fail "rmmod"
+sleep 6
+finish
