@@ -168,19 +168,7 @@ impl Walker {
             let _ = unsafe { std::ptr::read_volatile(page.as_ptr()) };
             self.t.fault_ns.push(t0.elapsed().as_nanos() as u64);
         }
-        self.t.verified += 1;
-        if let Some(m) = check(page, seed, i, gen) {
-            self.t.mismatches += 1;
-            if self.t.mismatches <= 10 {
-                eprintln!(
-                    "MISMATCH page {i} gen {gen} word {}: want {:#018x} got {:#018x}: holds {}",
-                    m.word,
-                    m.want,
-                    m.got,
-                    diagnose(page, seed, i, gen, pages)
-                );
-            }
-        }
+        verify_data(&mut self.t, page, seed, i, gen, pages);
     }
 
     /// Like `verify`, but reads the page through /proc/self/mem, which
@@ -209,19 +197,7 @@ impl Walker {
             return;
         }
         let (seed, gen, pages) = (self.seed, self.gen[i as usize], self.buf.pages);
-        self.t.verified += 1;
-        if let Some(m) = check(&copy, seed, i, gen) {
-            self.t.mismatches += 1;
-            if self.t.mismatches <= 10 {
-                eprintln!(
-                    "MISMATCH page {i} gen {gen} word {}: want {:#018x} got {:#018x}: holds {}",
-                    m.word,
-                    m.want,
-                    m.got,
-                    diagnose(&copy, seed, i, gen, pages)
-                );
-            }
-        }
+        verify_data(&mut self.t, &copy, seed, i, gen, pages);
     }
 
     fn rewrite(&mut self, i: u64) {
@@ -256,6 +232,23 @@ impl Walker {
             if rng.next() & 1 == 0 {
                 self.rewrite(i);
             }
+        }
+    }
+}
+
+/// Checks one page's contents and counts (and reports) a mismatch.
+fn verify_data(t: &mut Totals, data: &[u64], seed: u64, i: u64, gen: u32, pages: u64) {
+    t.verified += 1;
+    if let Some(m) = check(data, seed, i, gen) {
+        t.mismatches += 1;
+        if t.mismatches <= 10 {
+            eprintln!(
+                "MISMATCH page {i} gen {gen} word {}: want {:#018x} got {:#018x}: holds {}",
+                m.word,
+                m.want,
+                m.got,
+                diagnose(data, seed, i, gen, pages)
+            );
         }
     }
 }
