@@ -15,7 +15,8 @@
 //! counted as lost instead of killing us with SIGBUS, and every other page
 //! is still verified. `--pause PATH` waits after the write phase until PATH
 //! exists, so a test can change the world (kill a node) between writing and
-//! reading.
+//! reading. `--compressible` makes pages compress about 3:1 (for
+//! benchmarks against zswap); by default pages look random.
 
 mod pattern;
 
@@ -29,6 +30,7 @@ struct Args {
     seed: u64,
     random_passes: u32,
     lost_ok: bool,
+    compressible: bool,
     pause: Option<String>,
 }
 
@@ -46,12 +48,17 @@ fn parse_args() -> Args {
         seed: 1,
         random_passes: 2,
         lost_ok: false,
+        compressible: false,
         pause: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--lost-ok" {
             a.lost_ok = true;
+            continue;
+        }
+        if k == "--compressible" {
+            a.compressible = true;
             continue;
         }
         let v = it
@@ -306,7 +313,11 @@ fn main() {
         gen,
         lost,
         lost_ok: a.lost_ok,
-        seed: a.seed,
+        seed: if a.compressible {
+            a.seed | pattern::COMPRESSIBLE
+        } else {
+            a.seed & !pattern::COMPRESSIBLE
+        },
         t,
     };
     let t0 = Instant::now();
