@@ -15,7 +15,7 @@
 //! counted as lost instead of killing us with SIGBUS, and every other page
 //! is still verified. `--pause PATH` waits after the write phase until PATH
 //! exists, so a test can change the world (kill a node) between writing and
-//! reading. `--compressible` makes pages compress about 3:1 (for
+//! reading. `--compressible` makes pages compress severalfold (for
 //! benchmarks against zswap); by default pages look random.
 
 mod pattern;

@@ -16,10 +16,10 @@ pub fn mix(mut z: u64) -> u64 {
 }
 
 /// The value of word `word` of page `page` at generation `gen`.
-/// Seeds with this bit set make compressible pages: three words in four are
+/// Seeds with this bit set make compressible pages: seven words in eight are
 /// the page's base value (still unique to page and generation), so that a
-/// compressing backend (zswap) sees data that compresses about 3:1; every
-/// fourth word stays random-looking.
+/// compressing backend (zswap) sees data that compresses severalfold; every
+/// eighth word stays random-looking.
 pub const COMPRESSIBLE: u64 = 1 << 63;
 
 pub fn word(seed: u64, page: u64, gen: u32, word: usize) -> u64 {
@@ -27,7 +27,7 @@ pub fn word(seed: u64, page: u64, gen: u32, word: usize) -> u64 {
 }
 
 fn value(seed: u64, base: u64, w: usize) -> u64 {
-    if seed & COMPRESSIBLE != 0 && !w.is_multiple_of(4) {
+    if seed & COMPRESSIBLE != 0 && !w.is_multiple_of(8) {
         base
     } else {
         mix(seed ^ (base ^ w as u64))
@@ -163,7 +163,7 @@ mod tests {
         fill(&mut b, seed, 12, 3);
         assert_eq!(check(&b, seed, 12, 3), None);
         assert_eq!(b[1], b[3]);
-        assert_ne!(b[0], b[4]);
+        assert_ne!(b[0], b[8]);
         assert!(check(&b, seed, 12, 4).is_some(), "generation still matters");
         assert!(check(&b, seed, 13, 3).is_some(), "page still matters");
         b[1] ^= 1;
