@@ -142,6 +142,7 @@ rswap_initramfs() {
 	cp "$bins/memserver" "$bins/rswap-probe" /usr/bin/ib_read_lat /usr/bin/ib_write_bw "$root/usr/bin/"
 	cp /usr/bin/rdma "$root/usr/sbin/rdma"
 	cp /usr/sbin/tc "$root/usr/sbin/tc"
+	rm -f "$root/bin/tc" # busybox's tc cannot add qdiscs (net.sh calls /usr/sbin/tc)
 	cp /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so "$root/usr/lib/x86_64-linux-gnu/libibverbs/"
 	cp /etc/libibverbs.d/rxe.driver "$root/etc/libibverbs.d/"
 	local lib

@@ -78,7 +78,7 @@ bench_run() { # bench_run <mode>
 	in0=$(vmstat pswpin)
 	walk "$BENCH_MAX" --mib "$BENCH_MIB" --random-passes 2 --seed 7 --compressible || fail "pagewalker exit $?"
 	echo "RSWAP-BENCH mode=$1 disk_pswpin=$(($(vmstat pswpin) - in0)) rswap_loads=$(stat rswap/loads)" \
-		"zswap_loads=$(cat /sys/kernel/debug/frontswap/loads 2>/dev/null || echo 0) $(cat /tmp/walk)"
+		"frontswap_loads=$(cat /sys/kernel/debug/frontswap/loads 2>/dev/null || echo 0) $(cat /tmp/walk)"
 	swapoff "$SWAPDEV" || fail "swapoff"
 }
 

@@ -1,4 +1,5 @@
-# Lab networking, from the kernel command line:
+# Lab networking, from the kernel command line. (tc by full path: busybox
+# prefers its own applets, and its tc cannot add qdiscs.)
 #   rswap.role=mem     rswap.ip=10.77.N.2        one link, eth0
 #   rswap.role=compute rswap.links=K             eth0..eth(K-1) = 10.77.1.1 .. 10.77.K.1
 #   rswap.shape=N:RATE:DELAY,...                 tbf RATE (e.g. 20mbit) and netem DELAY (ms)
@@ -10,8 +11,8 @@ shape() { # shape <dev> <link number>
 		[ "${s%%:*}" = "$2" ] || continue
 		rate=$(echo "$s" | cut -d: -f2)
 		delay=$(echo "$s" | cut -d: -f3)
-		tc qdisc add dev "$1" root handle 1: tbf rate "$rate" burst 64kb latency 500ms &&
-			tc qdisc add dev "$1" parent 1:1 handle 10: netem delay "${delay:-0}ms" &&
+		/usr/sbin/tc qdisc add dev "$1" root handle 1: tbf rate "$rate" burst 64kb latency 500ms &&
+			/usr/sbin/tc qdisc add dev "$1" parent 1:1 handle 10: netem delay "${delay:-0}ms" &&
 			echo "RSWAP-NET $1 shaped: rate $rate delay ${delay:-0}ms"
 	done
 }
