@@ -13,7 +13,7 @@ if [ $# -gt 0 ]; then
 		case $t in lab_*) LAB_TESTS+=("$t") ;; *) GUEST_TESTS+=("$t") ;; esac
 	done
 fi
-SPLAT='BUG:|WARNING:|Oops|soft lockup|blocked for more than|Kernel panic|lockdep|possible circular'
+SPLAT='BUG:|WARNING:|Oops|soft lockup|blocked for more than|Kernel panic|possible circular|possible recursive|inconsistent lock state|suspicious RCU'
 
 # Reads the RSWAP-RESULT lines of <tests> from <console>; any kernel splat
 # in <consoles...> fails them all.

@@ -57,7 +57,7 @@ DMESG_START=$(dmesg | wc -l)
 check_dmesg() {
 	local bad
 	bad=$(dmesg | tail -n +$((DMESG_START + 1)) |
-		grep -E 'BUG:|WARNING:|Oops|soft lockup|hung_task|blocked for more than|lockdep|possible circular|inconsistent lock|Kernel panic' | head -5)
+		grep -E 'BUG:|WARNING:|Oops|soft lockup|hung_task|blocked for more than|possible circular|possible recursive|inconsistent lock state|suspicious RCU|Kernel panic' | head -5)
 	if [ -n "$bad" ]; then fail "kernel log: $bad"; else note "ok: kernel log clean"; fi
 }
 
