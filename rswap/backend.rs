@@ -32,10 +32,6 @@ impl SwapKey {
         self.0
     }
 
-    pub(crate) fn swap_type(self) -> u32 {
-        (self.0 >> TYPE_SHIFT) as u32
-    }
-
     pub(crate) fn offset(self) -> u64 {
         self.0 & ((1 << TYPE_SHIFT) - 1)
     }
@@ -127,10 +123,6 @@ impl BackendHandle {
     /// the handle must not be used after its `rswap_unregister_backend`.
     pub(crate) unsafe fn from_raw(ops: *const BackendOps) -> BackendHandle {
         BackendHandle(ops)
-    }
-
-    pub(crate) fn as_ptr(self) -> *const BackendOps {
-        self.0
     }
 
     fn ops(&self) -> &BackendOps {
