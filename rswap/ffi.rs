@@ -19,10 +19,17 @@ use kernel::prelude::*;
 pub(crate) const PAGE_SIZE: usize = 1 << bindings::PAGE_SHIFT;
 
 /// Allocation flags for the swap-out path: no direct reclaim (we are called
-/// from reclaim), no retries and no warnings; a failure only means the page
-/// goes to the swap device.
-pub(crate) const GFP_SWAPOUT: bindings::gfp_t =
-    bindings::__GFP_NORETRY | bindings::__GFP_NOWARN | bindings::__GFP_KSWAPD_RECLAIM;
+/// from reclaim, so that could recurse), no retries and no warnings; a
+/// failure only means the page goes to the swap device. `__GFP_NOMEMALLOC`
+/// keeps us out of the emergency reserves even when the caller runs with
+/// PF_MEMALLOC (kswapd, direct reclaim): those reserves are for the code
+/// that frees memory, and a copy of a page we could send to disk is not.
+pub(crate) const GFP_SWAPOUT: bindings::gfp_t = bindings::__GFP_NORETRY
+    | bindings::__GFP_NOWARN
+    | bindings::__GFP_KSWAPD_RECLAIM
+    // The binding has only the raw bit (`__GFP_NOMEMALLOC` is a cast
+    // macro); gfp_t is that bit pattern.
+    | bindings::___GFP_NOMEMALLOC as bindings::gfp_t;
 
 /// Puts `v` on the heap, failing with ENOMEM instead of panicking.
 pub(crate) fn try_box<T>(v: T) -> Result<Box<T>> {
@@ -36,6 +43,13 @@ pub(crate) fn to_result(ret: core::ffi::c_int) -> Result {
     } else {
         Err(Error::from_errno(ret))
     }
+}
+
+// PageCompound() is a static inline function: rswap_glue.c wraps it (and
+// exports it to the backends, which include this file too).
+#[allow(improper_ctypes)]
+extern "C" {
+    fn rswap_page_compound(page: *mut bindings::page) -> bool;
 }
 
 /// A page the kernel lends us for the length of a frontswap call.
@@ -55,6 +69,13 @@ impl PageRef {
     /// The raw pointer, for passing the page on across the backend ABI.
     pub(crate) fn as_ptr(&self) -> *mut bindings::page {
         self.0
+    }
+
+    /// Is this a subpage of a compound (huge) page?
+    pub(crate) fn is_compound(&self) -> bool {
+        // SAFETY: `self.0` is a valid page (type invariant); the helper
+        // only reads its flags.
+        unsafe { rswap_page_compound(self.0) }
     }
 
     /// Runs `f` on the page's bytes.
@@ -190,6 +211,19 @@ impl XArray {
         xa_check(unsafe { bindings::xa_store(self.ptr(), index, entry, gfp) })
     }
 
+    /// Runs `f` with the xarray's lock held, which every update
+    /// (`xa_store`, `xa_erase`) also takes: nothing is removed meanwhile.
+    /// `f` must not sleep nor update this xarray.
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: the xarray was initialised in `new`, which initialised
+        // its lock; xa_lock() is spin_lock() on this field.
+        unsafe { bindings::spin_lock(ptr::addr_of_mut!((*self.ptr()).xa_lock)) };
+        let r = f();
+        // SAFETY: taken just above.
+        unsafe { bindings::spin_unlock(ptr::addr_of_mut!((*self.ptr()).xa_lock)) };
+        r
+    }
+
     fn erase(&self, index: u64) -> *mut c_void {
         // SAFETY: the xarray was initialised in `new`.
         unsafe { bindings::xa_erase(self.ptr(), index) }
@@ -279,20 +313,26 @@ impl PageMap {
         }
     }
 
-    /// Runs `f` on the page at `index`, if any.
+    /// Runs `f` on the page at `index`, if any, with the map locked: `f`
+    /// must be short and must not sleep (a page copy is fine).
     ///
-    /// The callers (frontswap) never load and remove the same index at the
-    /// same time: the swap entry is pinned by the swap cache page being read.
+    /// The lock matters. On a swap device with SWP_SYNCHRONOUS_IO the
+    /// kernel reads a page without the swap cache, so two threads faulting
+    /// on one entry can both load it while the first to finish frees the
+    /// entry, which removes and frees our copy; without the lock the other
+    /// thread would be reading freed memory.
     pub(crate) fn with<R>(&self, index: u64, f: impl FnOnce(&OwnedPage) -> R) -> Option<R> {
-        let e = self.0.load(index) as *mut bindings::page;
-        if e.is_null() {
-            return None;
-        }
-        // SAFETY: the entry is an OwnedPage's raw pointer that stays in the
-        // map (so alive) while `f` runs, per the rule above. ManuallyDrop
-        // keeps us from freeing it.
-        let page = core::mem::ManuallyDrop::new(unsafe { OwnedPage::from_raw(e) });
-        Some(f(&page))
+        self.0.locked(|| {
+            let e = self.0.load(index) as *mut bindings::page;
+            if e.is_null() {
+                return None;
+            }
+            // SAFETY: the entry is an OwnedPage's raw pointer; it stays in
+            // the map, so alive, while we hold the lock that `remove` and
+            // `insert` need. ManuallyDrop keeps us from freeing it.
+            let page = core::mem::ManuallyDrop::new(unsafe { OwnedPage::from_raw(e) });
+            Some(f(&page))
+        })
     }
 
     pub(crate) fn remove(&self, index: u64) -> Option<OwnedPage> {

@@ -3,7 +3,7 @@
 //! backend registration functions. Calls land in safe methods of [`Core`].
 
 use crate::backend::{BackendHandle, BackendOps};
-use crate::ffi::{to_result, PageRef};
+use crate::ffi::{to_result, try_box, PageRef};
 use crate::Core;
 use core::ffi::{c_int, c_uint, c_ulong};
 use core::ptr;
@@ -68,42 +68,58 @@ unsafe extern "C" fn fs_invalidate_area(swap_type: c_uint) {
     }
 }
 
-static OPS: bindings::frontswap_ops = bindings::frontswap_ops {
-    init: Some(fs_init),
-    store: Some(fs_store),
-    load: Some(fs_load),
-    invalidate_page: Some(fs_invalidate_page),
-    invalidate_area: Some(fs_invalidate_area),
-};
-
 /// rswap registered as the frontswap backend; unregistered on drop.
+///
+/// The ops table names rswap's module as its owner: frontswap holds a
+/// reference on it from swapon of an area until that area's
+/// `invalidate_area` has returned (kernel patch 0015), so rswap cannot be
+/// unloaded while frontswap may call it, and the unregistration in `drop`
+/// cannot be refused.
 pub(crate) struct Registration {
+    ops: Box<Ops>,
     _core: Box<Core>,
 }
 
+/// The ops table; its one raw pointer is the owner module's.
+struct Ops(bindings::frontswap_ops);
+
+// SAFETY: the table is written once before registration and only read
+// afterwards; `owner` points at our own module, which outlives it.
+unsafe impl Send for Ops {}
+// SAFETY: as for Send.
+unsafe impl Sync for Ops {}
+
 impl Registration {
-    pub(crate) fn new(core: Box<Core>) -> Result<Registration> {
+    pub(crate) fn new(core: Box<Core>, module: &'static ThisModule) -> Result<Registration> {
+        let ops = try_box(Ops(bindings::frontswap_ops {
+            owner: module.as_ptr(),
+            init: Some(fs_init),
+            store: Some(fs_store),
+            load: Some(fs_load),
+            invalidate_page: Some(fs_invalidate_page),
+            invalidate_area: Some(fs_invalidate_area),
+        }))?;
         CORE.store(&*core as *const Core as *mut Core, Ordering::Release);
-        // SAFETY: OPS is static; its callbacks are valid while registered.
-        if let Err(e) = to_result(unsafe { bindings::frontswap_register_ops(&OPS) }) {
+        // SAFETY: `ops` is heap-allocated and outlives the registration
+        // (dropped after the unregistration in `drop`); its callbacks are
+        // valid while registered.
+        if let Err(e) = to_result(unsafe { bindings::frontswap_register_ops(&ops.0) }) {
             CORE.store(ptr::null_mut(), Ordering::Release);
             return Err(e);
         }
-        Ok(Registration { _core: core })
+        Ok(Registration { ops, _core: core })
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: OPS was registered in `new`. rswap holds a reference on
-        // itself while any swap area is on, so no area is on here and the
-        // unregistration succeeds; frontswap then calls us no more.
-        let ret = unsafe { bindings::frontswap_unregister_ops(&OPS) };
+        // SAFETY: `ops` was registered in `new`. Module exit runs only once
+        // frontswap dropped its last reference on rswap, i.e. no swap area
+        // uses rswap any more, so the unregistration succeeds and frontswap
+        // calls us no more.
+        let ret = unsafe { bindings::frontswap_unregister_ops(&self.ops.0) };
         if ret != 0 {
-            pr_err!(
-                "frontswap_unregister_ops failed ({}): swap still on?\n",
-                ret
-            );
+            pr_err!("frontswap_unregister_ops failed ({}): this is a bug\n", ret);
         }
         CORE.store(ptr::null_mut(), Ordering::Release);
     }

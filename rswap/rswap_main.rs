@@ -42,6 +42,12 @@ const LOAD_ERRORS_LOGGED: u64 = 10;
 struct Stats {
     stores: AtomicU64,
     store_refused: AtomicU64,
+    /// Of `stores`: subpages of a huge page (a THP swapped out whole,
+    /// which frontswap hands over one subpage at a time).
+    stores_huge: AtomicU64,
+    /// Of `store_refused`: subpages of a huge page. One refusal sends the
+    /// whole THP to the swap device (frontswap stores all or nothing).
+    store_refused_huge: AtomicU64,
     loads: AtomicU64,
     load_errors: AtomicU64,
     invalidations: AtomicU64,
@@ -53,6 +59,8 @@ impl Stats {
     fn publish(&self, dir: &DebugfsDir) {
         dir.add_u64(b"stores\0", &self.stores);
         dir.add_u64(b"store_refused\0", &self.store_refused);
+        dir.add_u64(b"stores_huge\0", &self.stores_huge);
+        dir.add_u64(b"store_refused_huge\0", &self.store_refused_huge);
         dir.add_u64(b"loads\0", &self.loads);
         dir.add_u64(b"load_errors\0", &self.load_errors);
         dir.add_u64(b"invalidations\0", &self.invalidations);
@@ -64,6 +72,8 @@ impl Stats {
         for c in [
             &self.stores,
             &self.store_refused,
+            &self.stores_huge,
+            &self.store_refused_huge,
             &self.loads,
             &self.load_errors,
             &self.invalidations,
@@ -76,6 +86,21 @@ impl Stats {
 
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stored(&self, huge: bool) {
+        Stats::bump(&self.stores);
+        if huge {
+            Stats::bump(&self.stores_huge);
+        }
+        self.held(1);
+    }
+
+    fn refused(&self, huge: bool) {
+        Stats::bump(&self.store_refused);
+        if huge {
+            Stats::bump(&self.store_refused_huge);
+        }
     }
 
     fn held(&self, delta: i64) {
@@ -110,8 +135,9 @@ impl Slot {
 #[derive(Default)]
 struct Control {
     areas_on: u32,
-    /// References on rswap and every backend, held while any area is on,
-    /// so that no module with pages in it can be unloaded.
+    /// References on every backend, held while any area is on, so that no
+    /// backend with pages in it can be unloaded. (Frontswap itself holds
+    /// rswap while an area uses it.)
     pins: Vec<ModuleRef>,
     /// debugfs directories of the backends, by slot.
     dirs: [Option<DebugfsDir>; MAX_BACKENDS],
@@ -119,7 +145,6 @@ struct Control {
 
 /// The rswap core.
 pub(crate) struct Core {
-    this: &'static ThisModule,
     slots: [Slot; MAX_BACKENDS],
     /// Per swap area: which slot holds each offset.
     placement: Vec<ValueMap>,
@@ -132,13 +157,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    fn new(this: &'static ThisModule) -> Result<Box<Core>> {
+    fn new() -> Result<Box<Core>> {
         let mut placement = Vec::new();
         for _ in 0..MAX_AREAS {
             placement.try_push(ValueMap::new()?)?;
         }
         let core = ffi::try_box(Core {
-            this,
             slots: Default::default(),
             placement,
             area_on: Default::default(),
@@ -165,7 +189,7 @@ impl Core {
         }
         // Allocate outside the spinlock: the pins are only moved in there.
         let mut pins = Vec::new();
-        if pins.try_reserve_exact(MAX_BACKENDS + 1).is_err() {
+        if pins.try_reserve_exact(MAX_BACKENDS).is_err() {
             pr_err!(
                 "swap area {}: out of memory, rswap stays off for it\n",
                 swap_type
@@ -174,14 +198,14 @@ impl Core {
         }
         let pinned = self.control.with(|c| {
             if c.areas_on == 0 {
-                // First area on: pin rswap and every backend.
-                let backends = self.slots.iter().filter_map(|s| s.backend());
-                let owners = Some(self.this.as_ptr())
-                    .into_iter()
-                    .chain(backends.map(|b| b.owner()));
+                // First area on: pin every backend.
+                let owners = self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.backend().map(|b| b.owner()));
                 for m in owners {
                     match ModuleRef::get(m) {
-                        // Within capacity (one per slot plus rswap): no allocation.
+                        // Within capacity (one per slot): no allocation.
                         Ok(r) => {
                             if pins.try_push(r).is_err() {
                                 return false;
@@ -256,33 +280,32 @@ impl Core {
         let map = match self.area(swap_type) {
             Some(m) => m,
             None => {
-                Stats::bump(&self.total.store_refused);
+                self.total.refused(page.is_compound());
                 return Err(code::ENODEV);
             }
         };
         let key = SwapKey::new(swap_type, offset);
+        let huge = page.is_compound();
         for (i, s) in self.slots.iter().enumerate() {
             let b = match s.backend() {
                 Some(b) => b,
                 None => continue,
             };
             if b.store(key, page).is_err() {
-                Stats::bump(&s.stats.store_refused);
+                s.stats.refused(huge);
                 continue;
             }
             if map.insert(offset, i as u64, GFP_SWAPOUT).is_err() {
                 // No memory to remember the placement: give the page back.
                 b.invalidate(key);
-                Stats::bump(&s.stats.store_refused);
+                s.stats.refused(huge);
                 break;
             }
-            Stats::bump(&s.stats.stores);
-            s.stats.held(1);
-            Stats::bump(&self.total.stores);
-            self.total.held(1);
+            s.stats.stored(huge);
+            self.total.stored(huge);
             return Ok(());
         }
-        Stats::bump(&self.total.store_refused);
+        self.total.refused(huge);
         Err(code::ENOSPC)
     }
 
@@ -406,8 +429,8 @@ struct Rswap {
 
 impl kernel::Module for Rswap {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let core = Core::new(module)?;
-        let registration = frontswap::Registration::new(core).map_err(|e| {
+        let core = Core::new()?;
+        let registration = frontswap::Registration::new(core, module).map_err(|e| {
             pr_err!(
                 "cannot register with frontswap ({}): another backend (zswap.enabled=1?) owns it, or swap is already on; load rswap before swapon\n",
                 e.to_errno()
