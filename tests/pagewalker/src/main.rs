@@ -16,7 +16,11 @@
 //! is still verified. `--pause PATH` waits after the write phase until PATH
 //! exists, so a test can change the world (kill a node) between writing and
 //! reading. `--compressible` makes pages compress severalfold (for
-//! benchmarks against zswap); by default pages look random.
+//! benchmarks against zswap); by default pages look random. `--huge` aligns
+//! the buffer to 2 MiB and asks for transparent huge pages
+//! (MADV_HUGEPAGE), so whole THPs go out to swap. `--lock` locks the buffer
+//! in memory (mlock) instead: with `--pause` it holds that much RAM out of
+//! reach of reclaim, to leave the rest of the system short of memory.
 
 mod pattern;
 
@@ -31,13 +35,15 @@ struct Args {
     random_passes: u32,
     lost_ok: bool,
     compressible: bool,
+    huge: bool,
+    lock: bool,
     pause: Option<String>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("pagewalker: {msg}");
     eprintln!(
-        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--lost-ok] [--pause PATH]"
+        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--lost-ok] [--compressible] [--huge] [--lock] [--pause PATH]"
     );
     exit(2)
 }
@@ -49,6 +55,8 @@ fn parse_args() -> Args {
         random_passes: 2,
         lost_ok: false,
         compressible: false,
+        huge: false,
+        lock: false,
         pause: None,
     };
     let mut it = std::env::args().skip(1);
@@ -59,6 +67,14 @@ fn parse_args() -> Args {
         }
         if k == "--compressible" {
             a.compressible = true;
+            continue;
+        }
+        if k == "--huge" {
+            a.huge = true;
+            continue;
+        }
+        if k == "--lock" {
+            a.lock = true;
             continue;
         }
         let v = it
@@ -90,14 +106,20 @@ struct Buffer {
     pages: u64,
 }
 
+/// The size of a transparent huge page on x86_64.
+const HUGE: usize = 2 << 20;
+
 impl Buffer {
-    fn map(pages: u64) -> Buffer {
+    /// Maps `pages` pages; with `huge`, 2 MiB-aligned and MADV_HUGEPAGE.
+    fn map(pages: u64, huge: bool) -> Buffer {
         let len = pages as usize * PAGE;
+        // For alignment, map a huge page more and start at its boundary.
+        let map_len = if huge { len + HUGE } else { len };
         // SAFETY: an anonymous private mapping; no file or address hints.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                map_len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -111,8 +133,20 @@ impl Buffer {
             );
             exit(3);
         }
+        let mut base = p as usize;
+        if huge {
+            base = (base + HUGE - 1) & !(HUGE - 1);
+            // SAFETY: [base, base + len) lies inside the mapping made above.
+            if unsafe { libc::madvise(base as *mut libc::c_void, len, libc::MADV_HUGEPAGE) } != 0 {
+                eprintln!(
+                    "pagewalker: madvise(MADV_HUGEPAGE) failed: {} (is THP built in?)",
+                    std::io::Error::last_os_error()
+                );
+                exit(3);
+            }
+        }
         Buffer {
-            base: p as *mut u64,
+            base: base as *mut u64,
             pages,
         }
     }
@@ -308,7 +342,7 @@ fn main() {
         exit(3)
     });
     let mut w = Walker {
-        buf: Buffer::map(pages),
+        buf: Buffer::map(pages, a.huge),
         mem,
         gen,
         lost,
@@ -320,6 +354,17 @@ fn main() {
         },
         t,
     };
+    if a.lock {
+        let len = w.buf.pages as usize * PAGE;
+        // SAFETY: locks our own mapping, which lives until exit.
+        if unsafe { libc::mlock(w.buf.base as *const libc::c_void, len) } != 0 {
+            eprintln!(
+                "pagewalker: mlock of {len} bytes failed: {}",
+                std::io::Error::last_os_error()
+            );
+            exit(3);
+        }
+    }
     let t0 = Instant::now();
     let majflt0 = major_faults();
     phase("write", &mut w, |w| {
@@ -348,11 +393,12 @@ fn main() {
     let swapin_mib = lat.len() as f64 * PAGE as f64 / (1 << 20) as f64;
     let t = &w.t;
     println!(
-        "pagewalker: result={} mib={} pages={} verified={} mismatches={} lost={} rewrites={} \
+        "pagewalker: result={} mib={} huge={} pages={} verified={} mismatches={} lost={} rewrites={} \
          swapin_pages={} swapin_mib_s={:.1} fault_p50_us={:.1} fault_p99_us={:.1} \
          majflt={} seconds={:.2}",
         if t.mismatches == 0 { "OK" } else { "CORRUPT" },
         a.mib,
+        a.huge as u8,
         pages,
         t.verified,
         t.mismatches,

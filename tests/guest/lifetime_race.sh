@@ -1,0 +1,52 @@
+# Module lifetime: 50 rounds of swapon / walk / swapoff race a loop that
+# loads rswap and rswap_dram, keeps them a random while, and unloads them
+# as soon as it can (retrying while swap is on). The races this exercises:
+# swapon against rswap's init and exit, swapoff against rmmod, and backend
+# registration against both. Whatever the interleaving, no module may be
+# freed while frontswap can call it (kernel patch 0015), every walk
+# verifies byte for byte, and the kernel log stays clean.
+. /tests/lib.sh
+ROUNDS=50
+STOP=/tmp/lifetime.stop
+rm -f "$STOP"
+(
+	n=0 refused=0
+	while [ ! -e "$STOP" ]; do
+		insmod /modules/rswap.ko 2>/dev/null && n=$((n + 1))
+		insmod /modules/rswap_dram.ko capacity_mb=64 2>/dev/null
+		usleep $((RANDOM % 500000))
+		# Unload as soon as swapoff lets us: rmmod is refused (module in
+		# use) while an area uses rswap.
+		while [ ! -e "$STOP" ]; do
+			rmmod rswap_dram 2>/dev/null
+			rmmod rswap 2>/dev/null && break
+			grep -q '^rswap ' /proc/modules || break
+			refused=$((refused + 1))
+			usleep 20000
+		done
+		usleep $((RANDOM % 200000))
+	done
+	echo "$n $refused" >/tmp/lifetime.churn
+) &
+churn=$!
+used=0 bad=0 i=0
+while [ $i -lt $ROUNDS ]; do
+	i=$((i + 1))
+	swap_on || { fail "round $i: swapon"; continue; }
+	walk 4M --mib 8 --random-passes 0 --seed $i >/dev/null || { bad=$((bad + 1)); fail "round $i: pagewalker exit $? ($(cat /tmp/walk))"; }
+	[ "$(stat rswap/stores)" -gt 0 ] 2>/dev/null && used=$((used + 1))
+	swapoff "$SWAPDEV" || fail "round $i: swapoff"
+	usleep $((RANDOM % 300000))
+done
+touch "$STOP"
+wait $churn
+# Leave nothing loaded for the next test.
+rmmod rswap_dram 2>/dev/null
+rmmod rswap 2>/dev/null
+read loads refused </tmp/lifetime.churn
+expect "every walk verified" "$bad" -eq 0
+expect "rounds in which rswap took pages" "$used" -gt 5
+expect "rswap was loaded and unloaded" "$loads" -gt 5
+note "$ROUNDS rounds: $used with rswap storing; rswap loaded $loads times, rmmod refused $refused times while swap was on"
+grep -q '^rswap ' /proc/modules && fail "rswap still loaded"
+finish
