@@ -40,20 +40,36 @@ rswap_kernel_version() {
 		awk '/^VERSION =/{v=$3} /^PATCHLEVEL =/{p=$3} /^SUBLEVEL =/{s=$3} END{print v"."p"."s}'
 }
 
-# Cache key: source package version + patches + config fragment + recipe.
+# The kernel flavour: "release" (what users run: the demo and the
+# benchmark) or "debug" (release plus lockdep, DEBUG_VM, KFENCE, SLUB and
+# list debugging: the tests). Each is built and cached on its own.
+RSWAP_FLAVOUR=${RSWAP_FLAVOUR:-release}
+
+# The config fragments of the flavour, merged onto tinyconfig in order.
+rswap_fragments() {
+	echo "$RSWAP_ROOT/scripts/kernel.config"
+	[ "$RSWAP_FLAVOUR" = release ] || echo "$RSWAP_ROOT/scripts/kernel-$RSWAP_FLAVOUR.config"
+}
+
+# Cache key: source package version + patches + config fragments + recipe.
 rswap_kernel_key() {
 	{
 		dpkg-query -W -f='${Version}\n' linux-source-6.1
-		cat "$RSWAP_ROOT"/kernel-patches/*.patch "$RSWAP_ROOT/scripts/kernel.config"
-		echo "recipe 1: ${KMAKE[*]} tinyconfig+fragment all"
+		cat "$RSWAP_ROOT"/kernel-patches/*.patch $(rswap_fragments)
+		echo "recipe 2: ${KMAKE[*]} tinyconfig+fragments($RSWAP_FLAVOUR) all"
 	} | sha256sum | cut -c1-16
 }
 
-# Builds (or finds) the patched kernel; prints its tree's path.
+# Builds (or finds) the patched kernel of $RSWAP_FLAVOUR; prints its tree's path.
 rswap_kernel() {
-	local key dir tmp t0
+	local key dir tmp t0 frags
+	case $RSWAP_FLAVOUR in
+	release | debug) ;;
+	*) die "unknown kernel flavour '$RSWAP_FLAVOUR' (RSWAP_FLAVOUR=release or debug)" ;;
+	esac
+	frags=$(rswap_fragments)
 	key=$(rswap_kernel_key)
-	dir=$RSWAP_CACHE/kernel-$(rswap_kernel_version)-$key
+	dir=$RSWAP_CACHE/kernel-$(rswap_kernel_version)-$RSWAP_FLAVOUR-$key
 	if [ -f "$dir/.done" ]; then
 		log "kernel: cached at $dir"
 		echo "$dir/linux"
@@ -72,13 +88,15 @@ rswap_kernel() {
 	(
 		cd "$tmp/linux"
 		"${KMAKE[@]}" tinyconfig >/dev/null
-		scripts/kconfig/merge_config.sh -m .config "$RSWAP_ROOT/scripts/kernel.config" >/dev/null
+		# shellcheck disable=SC2086 # one path a line, no spaces
+		scripts/kconfig/merge_config.sh -m .config $frags >/dev/null
 		"${KMAKE[@]}" olddefconfig >/dev/null
-		# Every option of the fragment must have survived olddefconfig.
-		grep -E '^CONFIG_[A-Z0-9_]+=' "$RSWAP_ROOT/scripts/kernel.config" | while read -r l; do
+		# Every option of the fragments must have survived olddefconfig.
+		# shellcheck disable=SC2086
+		grep -h -E '^CONFIG_[A-Z0-9_]+=' $frags | while read -r l; do
 			grep -qx "$l" .config || { echo "config: $l did not stick" >&2; exit 1; }
 		done
-		log "kernel: building with $(nproc) cores (about 10 minutes cold)"
+		log "kernel: building the $RSWAP_FLAVOUR kernel with $(nproc) cores (10 to 15 minutes cold)"
 		# The default target: bzImage plus Module.symvers and the module
 		# linker script that out-of-tree modules need.
 		"${KMAKE[@]}" -j"$(($(nproc) + 1))" >"$tmp/build.log" 2>&1 ||
@@ -93,7 +111,7 @@ rswap_kernel() {
 
 # Builds the Rust kernel modules out of tree; prints the directory of the .ko files.
 rswap_modules() {
-	local kdir=$1 out=$RSWAP_WORK/modules
+	local kdir=$1 out=$RSWAP_WORK/modules-$RSWAP_FLAVOUR
 	mkdir -p "$out"
 	# Build from a copy so the repository stays free of build outputs.
 	cp "$RSWAP_ROOT/Kbuild" "$out/"

@@ -2,10 +2,12 @@
 # rswap's test suite: host unit tests, then the guest tests on the patched
 # kernel. Installs what it needs. Ends with "N passed, N failed".
 # Usage: scripts/test.sh [test names...]   (default: all; lab_* run in the lab)
+# The tests run the debug kernel (lockdep, DEBUG_VM, KFENCE, SLUB debugging).
+RSWAP_FLAVOUR=${RSWAP_FLAVOUR:-debug}
 source "$(dirname "$0")/lib.sh"
 
-GUEST_TESTS=(bad_input dram_basic dram_overflow load_cycle lost_page zswap_conflict)
-LAB_TESTS=(lab_one lab_two lab_spill lab_refusals lab_memserver lab_kill)
+GUEST_TESTS=(bad_input dram_basic dram_overflow thp_dram load_cycle lost_page zswap_conflict lifetime_race)
+LAB_TESTS=(lab_one lab_two lab_spill lab_pressure lab_refusals lab_memserver lab_kill)
 if [ $# -gt 0 ]; then
 	GUEST_TESTS=()
 	LAB_TESTS=()
@@ -13,7 +15,10 @@ if [ $# -gt 0 ]; then
 		case $t in lab_*) LAB_TESTS+=("$t") ;; *) GUEST_TESTS+=("$t") ;; esac
 	done
 fi
-SPLAT='BUG:|WARNING:|Oops|soft lockup|blocked for more than|Kernel panic|possible circular|possible recursive|inconsistent lock state|suspicious RCU'
+# Kernel splats: BUG/WARN/Oops, VM_BUG_ON ("kernel BUG at"), SLUB debugging
+# ("BUG kmalloc-64 (...)"), KFENCE ("BUG: KFENCE"), bad page state, list
+# corruption (DEBUG_LIST), lockups, hung tasks and lockdep.
+SPLAT='BUG:|kernel BUG at|BUG [a-z0-9_.:-]+ \(|WARNING:|Oops|invalid opcode|general protection fault|Bad page (state|map)|list_(add|del) corruption|soft lockup|blocked for more than|Kernel panic|possible circular|possible recursive|inconsistent lock state|suspicious RCU'
 
 # Reads the RSWAP-RESULT lines of <tests> from <console>; any kernel splat
 # in <consoles...> fails them all.
