@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
-//! FFI layer of rswap_rdma: kernel RDMA CM connections, protection domains
-//! and one-sided RDMA READ/WRITE of a page with polled completion. Every
-//! `unsafe` block of the module is here.
+//! The FFI layer of rswap_rdma: every `unsafe` block of the module is in
+//! this file (plus the shared `../rswap/ffi.rs` and `../rswap/backend.rs`).
+//!
+//! - kernel services: time, random numbers, CPU ids;
+//! - [`Mutex`]: a kernel `struct mutex` (tracked by lockdep) around a value;
+//! - [`Conn`]: one RDMA CM connection with its QP and CQ, and
+//!   [`Conn::transfer`], one RDMA READ or WRITE of a page with polled
+//!   completion, which owns the DMA-safety rule below;
+//! - [`Pd`]: a protection domain;
+//! - [`params`]: the module parameters declared in rswap_rdma_glue.c.
+//!
+//! The DMA-safety rule: a page mapped for the device goes back to the
+//! kernel only when the device can no longer touch it, that is when the
+//! completion of its request has been reaped (successful, in error, or
+//! flushed), or when the QP that carried it has been destroyed.
+//! [`Conn::transfer`] never returns before one of those has happened.
 
 use crate::ffi::{try_box, PageRef, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::error::code;
 use kernel::prelude::*;
@@ -23,6 +36,9 @@ fn ptr_err<T>(p: *mut T) -> Error {
     Error::from_errno(p as isize as c_int)
 }
 
+// ---------------------------------------------------------------------------
+// Kernel services.
+
 /// Current jiffies.
 pub(crate) fn jiffies() -> u64 {
     // SAFETY: `jiffies` is a kernel global updated by the timer; a volatile
@@ -30,8 +46,13 @@ pub(crate) fn jiffies() -> u64 {
     unsafe { ptr::read_volatile(ptr::addr_of!(bindings::jiffies)) as u64 }
 }
 
+/// Has jiffies passed `deadline`? (`time_after`, wrap-safe.)
+fn past(deadline: u64) -> bool {
+    (jiffies().wrapping_sub(deadline) as i64) > 0
+}
+
 pub(crate) fn ms_to_jiffies(ms: u32) -> u64 {
-    // SAFETY: pure conversion.
+    // SAFETY: a pure conversion with no preconditions.
     unsafe { bindings::__msecs_to_jiffies(ms) as u64 }
 }
 
@@ -42,19 +63,21 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 pub(crate) fn random_u64() -> u64 {
-    // SAFETY: no arguments.
+    // SAFETY: no arguments, callable from any context.
     unsafe { bindings::get_random_u64() }
 }
 
+/// A random number in `0..n`.
 pub(crate) fn random_below(n: u64) -> u64 {
-    // SAFETY: no arguments.
+    // SAFETY: no arguments, callable from any context.
     let r = unsafe { bindings::get_random_u32() } as u64;
     (r * n) >> 32
 }
 
 /// Yields the CPU if something else should run.
-pub(crate) fn cond_resched() {
-    // SAFETY: called from process context that may sleep.
+fn cond_resched() {
+    // SAFETY: only called from process context that may sleep (the
+    // store/load paths and module init).
     unsafe { bindings::__cond_resched() };
 }
 
@@ -64,21 +87,106 @@ pub(crate) fn cpu_id() -> usize {
 }
 
 pub(crate) fn nr_cpus() -> usize {
-    // SAFETY: set at boot, read-only afterwards.
+    // SAFETY: `nr_cpu_ids` is set at boot and read-only afterwards.
     unsafe { ptr::read_volatile(ptr::addr_of!(bindings::nr_cpu_ids)) as usize }
 }
 
+// ---------------------------------------------------------------------------
+// Locks.
+
+// rswap_rdma_glue.c: mutex_init() and (under lockdep) mutex_lock() are C
+// macros, and mutex_destroy() is inline without CONFIG_DEBUG_MUTEXES.
+extern "C" {
+    fn rswap_rdma_read_queue_lock_init(lock: *mut bindings::mutex);
+    fn rswap_rdma_write_queue_lock_init(lock: *mut bindings::mutex);
+    fn rswap_rdma_mutex_lock(lock: *mut bindings::mutex);
+    fn rswap_rdma_mutex_destroy(lock: *mut bindings::mutex);
+}
+
+/// The lockdep class of a [`Mutex`]: one per kind of queue, so a report
+/// names the kind and the two kinds may nest without a false alarm.
+#[derive(Clone, Copy)]
+pub(crate) enum LockClass {
+    ReadQueue,
+    WriteQueue,
+}
+
+/// A value behind a kernel `struct mutex`.
+///
+/// Why a mutex: a queue is held across a whole network round trip (post,
+/// then poll for the completion, up to twice `timeout_ms`), so it must be a
+/// sleeping lock, and the store/load paths run in process context where
+/// sleeping is allowed (they already called cond_resched). A `struct
+/// mutex` is the kernel's sleeping lock: lockdep checks its ordering
+/// against every other lock (including reclaim, since stores come from
+/// reclaim), DEBUG_MUTEXES checks its use, and the hung-task detector
+/// sees a waiter that never gets it. The hand-made spin-yield flag it
+/// replaces was invisible to all of them. It is heap-allocated because a
+/// mutex must not move once initialised.
+pub(crate) struct Mutex<T> {
+    lock: UnsafeCell<bindings::mutex>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the mutex serialises every access to `data`, so the value may be
+// reached from any thread if it may be sent between threads.
+unsafe impl<T: Send> Send for Mutex<T> {}
+// SAFETY: as for Send.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(data: T, class: LockClass) -> Result<Box<Mutex<T>>> {
+        let m = try_box(Mutex {
+            // SAFETY: zeroed storage, initialised just below before any use.
+            lock: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+            data: UnsafeCell::new(data),
+        })?;
+        // SAFETY: the mutex lives in the Box and does not move from now on;
+        // it is initialised once, before anyone can lock it.
+        unsafe {
+            match class {
+                LockClass::ReadQueue => rswap_rdma_read_queue_lock_init(m.lock.get()),
+                LockClass::WriteQueue => rswap_rdma_write_queue_lock_init(m.lock.get()),
+            }
+        };
+        Ok(m)
+    }
+
+    /// Runs `f` with the mutex held. Sleeps until the mutex is free: call
+    /// only from process context.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the mutex was initialised in `new`; callers are in
+        // process context (the store/load paths).
+        unsafe { rswap_rdma_mutex_lock(self.lock.get()) };
+        // SAFETY: we hold the mutex, so this is the only reference to `data`.
+        let r = f(unsafe { &mut *self.data.get() });
+        // SAFETY: we locked it above, in this task.
+        unsafe { bindings::mutex_unlock(self.lock.get()) };
+        r
+    }
+}
+
+impl<T> Drop for Mutex<T> {
+    fn drop(&mut self) {
+        // SAFETY: initialised in `new`; `&mut self` means nobody holds it.
+        unsafe { rswap_rdma_mutex_destroy(self.lock.get()) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// RDMA CM events.
+
 /// What the CM event handler saw last. Shared between the handler (CM
 /// workqueue) and the thread waiting on `done`.
-pub(crate) struct CmState {
+struct CmState {
     done: UnsafeCell<bindings::completion>,
     event: AtomicU32,
     status: AtomicI32,
     private: UnsafeCell<[u8; PRIVATE_MAX]>,
     private_len: AtomicUsize,
     established: AtomicBool,
-    /// Set when an established connection goes away.
-    pub(crate) lost: AtomicBool,
+    /// Set when an established connection goes away (or we gave up on it).
+    lost: AtomicBool,
 }
 
 // SAFETY: the completion is used through the kernel API (its own lock);
@@ -89,14 +197,14 @@ unsafe impl Send for CmState {}
 unsafe impl Sync for CmState {}
 
 /// The events rswap_rdma acts on.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum CmEvent {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CmEvent {
     AddrResolved,
     RouteResolved,
     Established,
     Rejected,
     Unreachable,
-    Other(u32),
+    Other,
 }
 
 fn cm_event(e: u32) -> CmEvent {
@@ -109,7 +217,7 @@ fn cm_event(e: u32) -> CmEvent {
         | bindings::rdma_cm_event_type_RDMA_CM_EVENT_ROUTE_ERROR
         | bindings::rdma_cm_event_type_RDMA_CM_EVENT_UNREACHABLE
         | bindings::rdma_cm_event_type_RDMA_CM_EVENT_CONNECT_ERROR => CmEvent::Unreachable,
-        other => CmEvent::Other(other),
+        _ => CmEvent::Other,
     }
 }
 
@@ -153,7 +261,7 @@ unsafe extern "C" fn cm_handler(
         };
         let n = if p.is_null() { 0 } else { n.min(PRIVATE_MAX) };
         // SAFETY: only the handler writes `private`, before complete(); the
-        // CM serialises handler calls for one id.
+        // CM serialises handler calls for one id; `n` fits both buffers.
         unsafe { ptr::copy_nonoverlapping(p as *const u8, (*st.private.get()).as_mut_ptr(), n) };
         st.private_len.store(n, Ordering::Release);
     }
@@ -162,7 +270,7 @@ unsafe extern "C" fn cm_handler(
     }
     st.status.store(ev.status, Ordering::Release);
     st.event.store(kind, Ordering::Release);
-    // SAFETY: initialised completion.
+    // SAFETY: the completion was initialised in CmState::new.
     unsafe { bindings::complete(st.done.get()) };
     0
 }
@@ -193,7 +301,8 @@ impl CmState {
         if left == 0 {
             return Err(code::ETIMEDOUT);
         }
-        // SAFETY: re-arm for the next step; the handler has completed.
+        // SAFETY: re-arms the initialised completion for the next step; the
+        // handler has completed it.
         unsafe { bindings::reinit_completion(self.done.get()) };
         Ok((
             cm_event(self.event.load(Ordering::Acquire)),
@@ -209,6 +318,9 @@ impl CmState {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Protection domain.
+
 /// A protection domain on a device; deallocated on drop.
 pub(crate) struct Pd {
     pd: *mut bindings::ib_pd,
@@ -217,21 +329,40 @@ pub(crate) struct Pd {
 
 // SAFETY: verbs objects may be used from any thread.
 unsafe impl Send for Pd {}
-// SAFETY: as for Send; we only read `local_dma_lkey`.
+// SAFETY: as for Send; through `&Pd` we only read `local_dma_lkey` and pass
+// the device to the DMA mapping helpers, which may run concurrently.
 unsafe impl Sync for Pd {}
 
 impl Pd {
     fn lkey(&self) -> u32 {
-        // SAFETY: valid PD until drop.
+        // SAFETY: a valid PD until drop.
         unsafe { (*self.pd).local_dma_lkey }
     }
 }
 
 impl Drop for Pd {
     fn drop(&mut self) {
-        // SAFETY: every QP and CQ using it is destroyed first (Server drops
-        // its connections before its PD).
+        // SAFETY: every QP and CQ using it is destroyed first (a Server
+        // drops its queues before its PD, and Server::connect declares the
+        // PD before the connections it makes).
         unsafe { bindings::ib_dealloc_pd_user(self.pd, ptr::null_mut()) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Connections.
+
+/// An IPv4 address and port.
+#[derive(Clone, Copy)]
+pub(crate) struct Endpoint {
+    pub(crate) ip: [u8; 4],
+    pub(crate) port: u16,
+}
+
+impl core::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d] = self.ip;
+        write!(f, "{}.{}.{}.{}:{}", a, b, c, d, self.port)
     }
 }
 
@@ -243,29 +374,64 @@ pub(crate) enum ConnectError {
     Setup(&'static str, Error),
 }
 
-/// One reliable connection with its own CQ; torn down on drop.
+/// The direction of a page transfer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// RDMA READ: remote slot to page (a load).
+    Read,
+    /// RDMA WRITE: page to remote slot (a store).
+    Write,
+}
+
+impl Op {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+        }
+    }
+}
+
+/// Why a transfer failed. In every case the device is done with the page.
+#[derive(Clone, Copy)]
+pub(crate) enum Failure {
+    /// The CM reported the connection lost; nothing was posted, or the
+    /// write completed but cannot be trusted to stay.
+    Disconnected,
+    /// The QP was torn down by an earlier failure; nothing was posted.
+    TornDown,
+    /// The page could not be mapped or the request posted; the device
+    /// never saw it.
+    Post(Error),
+    /// The request completed with this error status (the QP is now in the
+    /// error state).
+    Completion(u32),
+    /// No completion in time: the request was flushed, or the QP torn down.
+    Timeout,
+}
+
+/// One reliable connection with its own CQ; torn down on drop. Used by one
+/// request at a time (it sits in a [`Mutex`]), so its methods take
+/// `&mut self`.
 pub(crate) struct Conn {
+    peer: Endpoint,
     id: *mut bindings::rdma_cm_id,
     cq: *mut bindings::ib_cq,
+    /// Our QP; null before it is created and after `teardown`.
+    qp: *mut bindings::ib_qp,
     state: Box<CmState>,
-    seq: AtomicU64,
+    seq: u64,
 }
 
-// SAFETY: the id, QP and CQ are used under the owning queue's busy flag.
+// SAFETY: the id, QP and CQ may be used from any thread; a Conn is used by
+// one thread at a time (`&mut self`, behind its queue's Mutex). The CM
+// handler shares only `state`, which is Sync.
 unsafe impl Send for Conn {}
-// SAFETY: as for Send.
-unsafe impl Sync for Conn {}
-
-/// An IPv4 address and port.
-#[derive(Clone, Copy)]
-pub(crate) struct Endpoint {
-    pub(crate) ip: [u8; 4],
-    pub(crate) port: u16,
-}
 
 impl Conn {
     /// Connects to `to`, sending `request` as private data. Creates the
     /// server's PD in `pd` on first use. Every step is bounded by `ms`.
+    /// Returns the connection and the private data of the accept.
     pub(crate) fn connect(
         to: Endpoint,
         pd: &mut Option<Pd>,
@@ -289,11 +455,14 @@ impl Conn {
         if is_err_ptr(id) {
             return Err(ConnectError::Setup("rdma_create_id", ptr_err(id)));
         }
+        // From here on, Drop undoes whatever was set up if a step fails.
         let mut conn = Conn {
+            peer: to,
             id,
             cq: ptr::null_mut(),
+            qp: ptr::null_mut(),
             state,
-            seq: AtomicU64::new(0),
+            seq: 0,
         };
         let dst = bindings::sockaddr_in {
             sin_family: bindings::AF_INET as u16,
@@ -333,13 +502,15 @@ impl Conn {
             }
             *pd = Some(Pd { pd: p, device });
         }
-        let pdr = pd.as_ref().unwrap();
-        if pdr.device != device {
-            return Err(ConnectError::Setup(
-                "second device for one server",
-                code::EINVAL,
-            ));
-        }
+        let pdr = match pd {
+            Some(p) if p.device == device => p,
+            _ => {
+                return Err(ConnectError::Setup(
+                    "second device for one server",
+                    code::EINVAL,
+                ))
+            }
+        };
         // SAFETY: a live device; polled directly by us (IB_POLL_DIRECT).
         let cq = unsafe {
             bindings::__ib_alloc_cq(
@@ -370,6 +541,8 @@ impl Conn {
         if r != 0 {
             return Err(ConnectError::Setup("rdma_create_qp", Error::from_errno(r)));
         }
+        // SAFETY: rdma_create_qp succeeded, so `id->qp` is our new QP.
+        conn.qp = unsafe { (*id).qp };
         // SAFETY: zeroed is a valid rdma_conn_param to fill in.
         let mut param: bindings::rdma_conn_param = unsafe { core::mem::zeroed() };
         param.private_data = request.as_ptr() as *const c_void;
@@ -378,8 +551,9 @@ impl Conn {
         param.responder_resources = 0;
         param.retry_count = 7;
         param.rnr_retry_count = 7;
-        // SAFETY: valid id with a QP; not called from the CM handler, so
-        // rdma_connect (which takes the handler mutex) is the right call.
+        // SAFETY: valid id with a QP; `param` and `request` outlive the
+        // call; not called from the CM handler, so rdma_connect (which takes
+        // the handler mutex) is the right call.
         let r = unsafe { bindings::rdma_connect(id, &mut param) };
         if r != 0 {
             return Err(ConnectError::Unreachable("rdma_connect", r));
@@ -411,53 +585,75 @@ impl Conn {
         }
     }
 
-    /// Has the peer gone (CM said so)?
+    /// Has the peer gone (the CM said so, or a request failed)?
     pub(crate) fn lost(&self) -> bool {
         self.state.lost.load(Ordering::Acquire)
     }
 
-    /// One RDMA READ (`write == false`) or WRITE of `page` at `remote` in
-    /// the server's region, waiting for its completion by polling, at most
-    /// `timeout` jiffies. On timeout the QP is moved to the error state so
-    /// the request is flushed before the page is given back.
+    /// One RDMA READ or WRITE of `page` at `remote` in the server's region,
+    /// waiting for its completion by polling, at most `timeout` jiffies.
+    ///
+    /// When this returns, in every case, the device no longer accesses the
+    /// page: the DMA mapping is undone and the page may go back to the
+    /// kernel. See `post_and_wait` for how each path ensures it.
     pub(crate) fn transfer(
-        &self,
+        &mut self,
         pd: &Pd,
         page: &PageRef,
-        write: bool,
+        op: Op,
         remote: u64,
         rkey: u32,
         timeout: u64,
-    ) -> Result {
-        let dir = if write {
-            bindings::dma_data_direction_DMA_TO_DEVICE
-        } else {
-            bindings::dma_data_direction_DMA_FROM_DEVICE
-        };
-        // SAFETY: the page is locked by the swap code for this call; the
-        // mapping is undone below in every path.
-        let dma = unsafe { bindings::ib_dma_map_page(pd.device, page.as_ptr(), 0, PAGE_SIZE, dir) };
-        // SAFETY: checks the address just returned.
-        if unsafe { bindings::ib_dma_mapping_error(pd.device, dma) } != 0 {
-            return Err(code::EIO);
+    ) -> core::result::Result<(), Failure> {
+        if self.qp.is_null() {
+            return Err(Failure::TornDown);
         }
-        let r = self.post_and_wait(pd, dma, write, remote, rkey, timeout);
-        // SAFETY: unmaps what we mapped above, with the same direction, once
-        // the request is complete or flushed.
+        if self.lost() {
+            return Err(Failure::Disconnected);
+        }
+        let dir = match op {
+            Op::Write => bindings::dma_data_direction_DMA_TO_DEVICE,
+            Op::Read => bindings::dma_data_direction_DMA_FROM_DEVICE,
+        };
+        // SAFETY: the page is locked by the swap code for this call and
+        // outlives it; `pd.device` is the device of our QP (Conn::connect
+        // checked it). The mapping is undone below on every path.
+        let dma = unsafe { bindings::ib_dma_map_page(pd.device, page.as_ptr(), 0, PAGE_SIZE, dir) };
+        // SAFETY: checks the address just returned, on the same device.
+        if unsafe { bindings::ib_dma_mapping_error(pd.device, dma) } != 0 {
+            return Err(Failure::Post(code::EIO));
+        }
+        let r = self.post_and_wait(pd, dma, op, remote, rkey, timeout);
+        // SAFETY: unmaps what we mapped above, with the same device, size
+        // and direction. post_and_wait returned, so the device is done with
+        // the page: its completion was reaped or the QP destroyed.
         unsafe { bindings::ib_dma_unmap_page(pd.device, dma, PAGE_SIZE, dir) };
         r
     }
 
+    /// Posts one request for the mapped page at `dma` and returns only once
+    /// the device cannot touch the page any more:
+    ///
+    /// - the post failed: the device never saw the request;
+    /// - its completion was reaped, successful or in error (an error moves
+    ///   the QP to the error state; the request itself is finished);
+    /// - no completion within `timeout`: the QP is moved to the error state
+    ///   (`to_error_state`, result checked) and the flush completion of
+    ///   this very request (its wr_id) is awaited for another `timeout`;
+    ///   if moving to error fails or the flush is not seen in time, the QP
+    ///   is destroyed (`teardown`), which waits for the device to stop
+    ///   using it. The connection is then refused for good.
     fn post_and_wait(
-        &self,
+        &mut self,
         pd: &Pd,
         dma: u64,
-        write: bool,
+        op: Op,
         remote: u64,
         rkey: u32,
         timeout: u64,
-    ) -> Result {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    ) -> core::result::Result<(), Failure> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
         let mut sge = bindings::ib_sge {
             addr: dma,
             length: PAGE_SIZE as u32,
@@ -468,103 +664,143 @@ impl Conn {
         wr.wr.__bindgen_anon_1.wr_id = seq;
         wr.wr.sg_list = &mut sge;
         wr.wr.num_sge = 1;
-        wr.wr.opcode = if write {
-            bindings::ib_wr_opcode_IB_WR_RDMA_WRITE
-        } else {
-            bindings::ib_wr_opcode_IB_WR_RDMA_READ
+        wr.wr.opcode = match op {
+            Op::Write => bindings::ib_wr_opcode_IB_WR_RDMA_WRITE,
+            Op::Read => bindings::ib_wr_opcode_IB_WR_RDMA_READ,
         };
         wr.wr.send_flags = bindings::ib_send_flags_IB_SEND_SIGNALED as c_int;
         wr.remote_addr = remote;
         wr.rkey = rkey;
         let mut bad = ptr::null();
-        // SAFETY: the id has a QP (connect succeeded); `wr` and `sge` live
-        // until the completion is reaped below.
-        let r = unsafe { bindings::ib_post_send((*self.id).qp, &wr.wr, &mut bad) };
+        // SAFETY: `self.qp` is our live QP (checked non-null by the caller);
+        // `wr` and `sge` are only read during the call (kernel verbs copy
+        // the request into the send queue).
+        let r = unsafe { bindings::ib_post_send(self.qp, &wr.wr, &mut bad) };
         if r != 0 {
-            return Err(Error::from_errno(r));
+            return Err(Failure::Post(Error::from_errno(r)));
         }
-        let deadline = jiffies() + timeout;
-        let mut timed_out = false;
+        if let Some(status) = self.reap(seq, jiffies() + timeout) {
+            if status == bindings::ib_wc_status_IB_WC_SUCCESS {
+                return Ok(());
+            }
+            pr_err!(
+                "server {}: RDMA {} failed: completion status {}\n",
+                self.peer,
+                op.name(),
+                status
+            );
+            self.state.lost.store(true, Ordering::Release);
+            return Err(Failure::Completion(status));
+        }
+        // The request is still the device's: flush it before the page goes.
+        pr_err!(
+            "server {}: RDMA {} timed out; flushing the queue\n",
+            self.peer,
+            op.name()
+        );
+        self.state.lost.store(true, Ordering::Release);
+        if let Err(e) = self.to_error_state() {
+            pr_err!(
+                "server {}: moving the queue to the error state failed ({}); destroying it\n",
+                self.peer,
+                e.to_errno()
+            );
+            self.teardown();
+        } else if self.reap(seq, jiffies() + timeout).is_none() {
+            pr_err!(
+                "server {}: RDMA {} not flushed in time; destroying the queue\n",
+                self.peer,
+                op.name()
+            );
+            self.teardown();
+        }
+        Err(Failure::Timeout)
+    }
+
+    /// Polls the CQ until the completion of request `seq` (its status), or
+    /// None once jiffies pass `deadline`.
+    fn reap(&mut self, seq: u64, deadline: u64) -> Option<u32> {
         loop {
             // SAFETY: zeroed is a valid ib_wc for the CQ to fill.
             let mut wc: bindings::ib_wc = unsafe { core::mem::zeroed() };
-            // SAFETY: our CQ, polled only by the queue's holder.
+            // SAFETY: our live CQ (a QP exists, so the CQ does), polled only
+            // by the holder of `&mut self`; room for one entry.
             let n = unsafe { bindings::ib_poll_cq(self.cq, 1, &mut wc) };
             if n > 0 {
                 // SAFETY: we post with wr_id, so that is the member to read.
-                if unsafe { wc.__bindgen_anon_1.wr_id } != seq {
-                    continue; // a flushed leftover of an earlier request
+                if unsafe { wc.__bindgen_anon_1.wr_id } == seq {
+                    return Some(wc.status);
                 }
-                if timed_out {
-                    return Err(code::ETIMEDOUT);
-                }
-                if wc.status != bindings::ib_wc_status_IB_WC_SUCCESS {
-                    pr_err!(
-                        "RDMA {} failed: completion status {}\n",
-                        if write { "write" } else { "read" },
-                        wc.status
-                    );
-                    self.state.lost.store(true, Ordering::Release);
-                    return Err(code::EIO);
-                }
-                return Ok(());
-            }
-            if !timed_out && jiffies() > deadline {
-                pr_err!(
-                    "RDMA {} timed out; flushing the queue\n",
-                    if write { "write" } else { "read" }
-                );
-                self.state.lost.store(true, Ordering::Release);
-                self.to_error_state();
-                timed_out = true;
+                // Not ours: nothing else should be outstanding (each request
+                // is reaped or its QP destroyed before the next), skip it.
                 continue;
             }
-            if timed_out && jiffies() > deadline + ms_to_jiffies(5000) {
-                // The flush never came: we cannot know when the device is
-                // done with the page. Keep the mapping and report loudly.
-                pr_err!("RDMA request never flushed; the queue is unusable\n");
-                return Err(code::EIO);
+            if past(deadline) {
+                return None;
             }
             cond_resched();
         }
     }
 
     /// Moves the QP to the error state, which flushes outstanding requests.
-    fn to_error_state(&self) {
+    fn to_error_state(&mut self) -> Result {
         // SAFETY: zeroed is a valid ib_qp_attr; only qp_state is used.
         let mut attr: bindings::ib_qp_attr = unsafe { core::mem::zeroed() };
         attr.qp_state = bindings::ib_qp_state_IB_QPS_ERR;
-        // SAFETY: valid QP.
-        unsafe {
+        // SAFETY: our live QP (callers hold `&mut self` and checked it);
+        // `attr` outlives the call.
+        let r = unsafe {
             bindings::ib_modify_qp(
-                (*self.id).qp,
+                self.qp,
                 &mut attr,
                 bindings::ib_qp_attr_mask_IB_QP_STATE as c_int,
             )
         };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(Error::from_errno(r))
+        }
+    }
+
+    /// Destroys the QP. rdma_destroy_qp returns once the device has stopped
+    /// using it, so pages its requests referenced may then be unmapped.
+    /// Idempotent: later transfers are refused and Drop skips the QP.
+    fn teardown(&mut self) {
+        if self.qp.is_null() {
+            return;
+        }
+        self.state.lost.store(true, Ordering::Release);
+        // SAFETY: the id carries our QP, destroyed once (qp is then null);
+        // rdma_destroy_qp takes the CM's qp_mutex, so the CM (which checks
+        // for a null QP under it) never touches the QP after this.
+        unsafe { bindings::rdma_destroy_qp(self.id) };
+        self.qp = ptr::null_mut();
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // SAFETY: tears down in reverse order of creation; rdma_destroy_id
-        // waits for a running handler, after which `state` may go.
-        unsafe {
-            if self.state.established.load(Ordering::Acquire) {
-                bindings::rdma_disconnect(self.id);
-            }
-            if !(*self.id).qp.is_null() {
-                bindings::rdma_destroy_qp(self.id);
-            }
-            if !self.cq.is_null() {
-                bindings::ib_free_cq(self.cq);
-            }
-            bindings::rdma_destroy_id(self.id);
+        if self.state.established.load(Ordering::Acquire) {
+            // SAFETY: a connected id; the CM copes with a destroyed QP.
+            unsafe { bindings::rdma_disconnect(self.id) };
         }
+        self.teardown();
+        if !self.cq.is_null() {
+            // SAFETY: our CQ; the QP using it is destroyed just above.
+            unsafe { bindings::ib_free_cq(self.cq) };
+        }
+        // SAFETY: our id, destroyed once; rdma_destroy_id waits for a
+        // running handler, after which `state` (dropped after us) may go.
+        unsafe { bindings::rdma_destroy_id(self.id) };
     }
 }
 
-/// The module parameters (declared in rswap_rdma_glue.c).
+// ---------------------------------------------------------------------------
+// Module parameters.
+
+/// The module parameters (declared in rswap_rdma_glue.c), read as raw
+/// values; params.rs validates them.
 pub(crate) mod params {
     use core::ffi::{c_char, c_uint, c_ulong};
 

@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * module_param() is a C macro: rswap_rdma's parameters are declared here and
- * read by the Rust side (rswap_rdma_main.rs), which validates them.
+ * C for what Rust cannot reach: macros and static inline functions.
+ *
+ * - module_param() is a C macro: rswap_rdma's parameters are declared here
+ *   and read by the Rust side (params.rs), which validates them.
+ * - The queue locks (rdma.rs `Mutex`): mutex_init() is a macro that gives
+ *   each call site its own static lock_class_key, mutex_lock() is a macro
+ *   under lockdep (mutex_lock_nested), and mutex_destroy() is inline without
+ *   CONFIG_DEBUG_MUTEXES.
  */
 #include <linux/moduleparam.h>
+#include <linux/mutex.h>
 
 static char *servers;
 module_param(servers, charp, 0444);
@@ -35,3 +42,34 @@ unsigned int rswap_rdma_param_timeout_ms(void);
 unsigned int rswap_rdma_param_timeout_ms(void) { return timeout_ms; }
 unsigned long rswap_rdma_param_node_id(void);
 unsigned long rswap_rdma_param_node_id(void) { return node_id; }
+
+/*
+ * Two call sites of mutex_init(), so two lockdep classes: every read queue
+ * shares one, every write queue the other (lockdep names them after the
+ * argument). A task never holds two queues of one kind, and the two kinds
+ * are never nested today; separate classes keep a report precise if that
+ * changes.
+ */
+void rswap_rdma_read_queue_lock_init(struct mutex *rswap_rdma_read_queue);
+void rswap_rdma_read_queue_lock_init(struct mutex *rswap_rdma_read_queue)
+{
+	mutex_init(rswap_rdma_read_queue);
+}
+
+void rswap_rdma_write_queue_lock_init(struct mutex *rswap_rdma_write_queue);
+void rswap_rdma_write_queue_lock_init(struct mutex *rswap_rdma_write_queue)
+{
+	mutex_init(rswap_rdma_write_queue);
+}
+
+void rswap_rdma_mutex_lock(struct mutex *lock);
+void rswap_rdma_mutex_lock(struct mutex *lock)
+{
+	mutex_lock(lock);
+}
+
+void rswap_rdma_mutex_destroy(struct mutex *lock);
+void rswap_rdma_mutex_destroy(struct mutex *lock)
+{
+	mutex_destroy(lock);
+}

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The module parameters, validated. They are declared in
+//! rswap_rdma_glue.c (`module_param` is a C macro) and read raw through
+//! `rdma::params`.
+
+use crate::proto::SECRET_LEN;
+use crate::rdma::{self, params, Endpoint};
+use kernel::error::code;
+use kernel::prelude::*;
+
+/// At most this many servers in `servers=`.
+pub(crate) const MAX_SERVERS: usize = 8;
+
+pub(crate) struct Params {
+    pub(crate) servers: Vec<Endpoint>,
+    pub(crate) secret: [u8; SECRET_LEN],
+    /// MiB asked of each server.
+    pub(crate) mib: u32,
+    pub(crate) timeout_ms: u32,
+    pub(crate) node_id: u64,
+}
+
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 {
+        return None;
+    }
+    s.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
+    })
+}
+
+fn parse_endpoint(s: &[u8]) -> Option<Endpoint> {
+    let colon = s.iter().position(|&c| c == b':')?;
+    let port = parse_u32(&s[colon + 1..]).filter(|&p| p > 0 && p < 65536)?;
+    let mut ip = [0u8; 4];
+    let mut parts = s[..colon].split(|&c| c == b'.');
+    for b in ip.iter_mut() {
+        *b = parse_u32(parts.next()?).filter(|&v| v < 256)? as u8;
+    }
+    parts.next().is_none().then(|| Endpoint {
+        ip,
+        port: port as u16,
+    })
+}
+
+fn parse_secret(s: &[u8]) -> Option<[u8; SECRET_LEN]> {
+    if s.len() != 2 * SECRET_LEN {
+        return None;
+    }
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = [0u8; SECRET_LEN];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (hex(s[2 * i])? * 16 + hex(s[2 * i + 1])?) as u8;
+    }
+    Some(out)
+}
+
+/// Bytes shown as text in a message.
+struct Show<'a>(&'a [u8]);
+
+impl core::fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(core::str::from_utf8(self.0).unwrap_or("<not UTF-8>"))
+    }
+}
+
+/// Reads and checks every parameter; a bad one is logged, saying how to
+/// fix it.
+pub(crate) fn parse() -> Result<Params> {
+    let list = match params::servers() {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            pr_err!("servers= is required, e.g. servers=10.77.1.2:7471,10.77.2.2:7471\n");
+            return Err(code::EINVAL);
+        }
+    };
+    let mut servers = Vec::new();
+    for item in list.split(|&c| c == b',') {
+        let ep = match parse_endpoint(item) {
+            Some(ep) => ep,
+            None => {
+                pr_err!("servers=: '{}' is not IPV4:PORT\n", Show(item));
+                return Err(code::EINVAL);
+            }
+        };
+        if servers.len() == MAX_SERVERS {
+            pr_err!("servers=: at most {} servers\n", MAX_SERVERS);
+            return Err(code::EINVAL);
+        }
+        servers.try_push(ep)?;
+    }
+    let secret = match params::secret().and_then(parse_secret) {
+        Some(s) => s,
+        None => {
+            pr_err!("secret= is required: 32 hex digits, the same as memserver --secret\n");
+            return Err(code::EINVAL);
+        }
+    };
+    let mib = params::mib_per_server();
+    if mib == 0 {
+        pr_err!("mib_per_server=0: ask each server for at least 1 MiB\n");
+        return Err(code::EINVAL);
+    }
+    let timeout_ms = params::timeout_ms();
+    if !(100..=60000).contains(&timeout_ms) {
+        pr_err!("timeout_ms={} is outside 100..60000\n", timeout_ms);
+        return Err(code::EINVAL);
+    }
+    let node_id = match params::node_id() {
+        0 => rdma::random_u64() | 1,
+        n => n,
+    };
+    Ok(Params {
+        servers,
+        secret,
+        mib,
+        timeout_ms,
+        node_id,
+    })
+}
