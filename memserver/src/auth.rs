@@ -3,17 +3,31 @@
 use crate::proto::{secret_eq, Request, Status, SECRET_LEN};
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Policy {
     pub allow: Vec<Ipv4Addr>,
     pub secret: Option<[u8; SECRET_LEN]>,
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("allow", &self.allow)
+            .field("secret", &self.secret.map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl Policy {
     /// A server with neither would serve anyone: refuse to start.
     pub fn validate(&self) -> Result<(), String> {
         if self.allow.is_empty() && self.secret.is_none() {
-            return Err("refusing to serve anyone who asks: give --secret and/or --allow".into());
+            return Err(
+                "refusing to serve anyone who asks: give a secret (--secret-file or \
+             $MEMSERVER_SECRET) and/or --allow"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -49,6 +63,16 @@ mod tests {
     #[test]
     fn an_open_policy_is_refused() {
         assert!(Policy::default().validate().is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let p = Policy {
+            allow: vec![A],
+            secret: Some([0xab; 16]),
+        };
+        let d = format!("{p:?}");
+        assert!(d.contains("<hidden>") && !d.contains("171"), "{d}");
     }
 
     #[test]

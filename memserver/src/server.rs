@@ -1,31 +1,37 @@
-//! The memserver event loop: admits compute nodes, gives each its own
-//! registered region of the pool, and frees the region when the node's
-//! last queue disconnects.
+//! The memserver event loop: admits compute nodes within the limits, gives
+//! each its own registered region of the pool, and frees the region when
+//! the node's last queue disconnects.
 
-use crate::auth::Policy;
+use crate::config::{Limits, Settings};
+use crate::metrics::{self, NodeStat, Shared, Snapshot};
+use crate::notify::Notifier;
 use crate::pool::{Extent, Pool};
 use crate::proto::{Reply, Request, Status};
-use crate::rdma::{signals, Buffer, ConnId, Cq, EventChannel, EventKind, Mr, Pd};
+use crate::rdma::{
+    self, signals, Buffer, Cq, EventChannel, EventInfo, EventKind, Id, IdKey, Mr, Pd, Qp,
+};
+use crate::refusals::{Reason, Refusals};
+use log::{debug, error, info, warn};
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
-
-#[derive(Debug)]
-pub struct Config {
-    pub listen: SocketAddrV4,
-    pub pool_mib: u64,
-    /// Largest region one node gets (MiB); 0: what it asks for.
-    pub region_mib: u64,
-    pub policy: Policy,
-    pub status_file: Option<String>,
-}
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 const MIB: u64 = 1 << 20;
+/// An accepted connection not established after this long is dropped, so
+/// it stops counting against `--max-pending`.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
 
-macro_rules! log {
-    ($($a:tt)*) => { eprintln!("memserver: {}", format!($($a)*)) };
+/// One queue of a node: an accepted connection and its QP.
+struct Conn {
+    qp: Qp,
+    node: u64,
+    queue: u16,
+    established: bool,
+    since: Instant,
 }
 
 struct Node {
@@ -34,217 +40,324 @@ struct Node {
     mr: Mr,
     queues: usize,
     since: Instant,
-}
-
-struct Device {
-    ctx: usize,
-    // Field order is drop order: the CQ before the PD.
-    cq: Cq,
-    pd: Pd,
+    /// Pages holding data at the last scan (SIGUSR1).
+    pages_used: Option<u64>,
 }
 
 pub struct Server {
-    cfg: Config,
-    // Drop order matters: connections and MRs go before the device, the
-    // listener before the channel.
-    conns: HashMap<usize, (ConnId, u64)>,
+    cfg: Settings,
+    conns: HashMap<IdKey, Conn>,
     nodes: HashMap<u64, Node>,
-    device: Option<Device>,
     pool: Pool,
-    buf: Buffer,
-    listener: Option<crate::rdma::Listener>,
+    // The RDMA objects hold each other (rdma.rs): any drop order is safe.
+    buf: Rc<Buffer>,
+    pd: Option<Rc<Pd>>,
+    cq: Option<Rc<Cq>>,
+    listener: Option<Rc<Id>>,
     channel: EventChannel,
-    refused: u64,
+    refusals: Refusals,
+    metrics: Option<Shared>,
+    notifier: Notifier,
+    started: SystemTime,
+}
+
+fn with_context(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 impl Server {
-    pub fn new(cfg: Config) -> io::Result<Server> {
+    /// Opens the RDMA channel, maps and locks the pool, listens, starts the
+    /// metrics endpoint; then logs `listening on` and tells systemd it is
+    /// ready.
+    pub fn new(cfg: Settings, notifier: Notifier) -> io::Result<Server> {
+        // Bind first, so a wrong address fails before the pool is locked;
+        // listen last, so no request waits while it is.
         let channel = EventChannel::new()?;
+        let listener = channel.bind(cfg.listen)?;
+        let pd = Pd::new(&listener)
+            .map_err(|e| with_context(e, &format!("the device of {}", cfg.listen)))?;
+        let cq = Cq::new(&listener, 64)
+            .map_err(|e| with_context(e, &format!("the device of {}", cfg.listen)))?;
         let size = cfg.pool_mib * MIB;
-        let buf = Buffer::map(size as usize)?;
-        let listener = channel.listen(cfg.listen, 64)?;
-        log!(
+        let buf = Buffer::map_pool(size as usize, cfg.huge_pages)?;
+        info!("pool: {} MiB, {}", cfg.pool_mib, buf.description);
+        let l = &cfg.limits;
+        info!(
+            "limits: regions of up to {} MiB, {} nodes, {} queues per node, {} connections being set up",
+            cfg.region_mib, l.max_nodes, l.max_queues_per_node, l.max_pending
+        );
+        let metrics = match cfg.metrics {
+            Some(addr) => {
+                let shared: Shared = Arc::new(Mutex::new(Snapshot::default()));
+                let bound = metrics::start(addr, shared.clone())?;
+                info!("metrics at http://{bound}/metrics");
+                Some(shared)
+            }
+            None => None,
+        };
+        listener.listen(cfg.limits.max_pending as i32)?;
+        let mut srv = Server {
+            pool: Pool::new(size, MIB),
+            conns: HashMap::new(),
+            nodes: HashMap::new(),
+            buf,
+            pd: Some(pd),
+            cq: Some(cq),
+            listener: Some(listener),
+            channel,
+            refusals: Refusals::new(),
+            metrics,
+            notifier,
+            started: SystemTime::now(),
+            cfg,
+        };
+        srv.write_status(false);
+        let cfg = &srv.cfg;
+        info!(
             "listening on {} with a {} MiB pool; {} allowed addresses, secret {}",
             cfg.listen,
             cfg.pool_mib,
             cfg.policy.allow.len(),
-            if cfg.policy.secret.is_some() {
-                "required"
-            } else {
-                "not used"
+            match &cfg.secret_source {
+                Some(s) => format!("required (from {s})"),
+                None => "not used".into(),
             }
         );
-        Ok(Server {
-            pool: Pool::new(size, MIB),
-            cfg,
-            conns: HashMap::new(),
-            nodes: HashMap::new(),
-            device: None,
-            buf,
-            listener: Some(listener),
-            channel,
-            refused: 0,
-        })
+        if let Err(e) = srv
+            .notifier
+            .ready(&format!("listening on {}", srv.cfg.listen))
+        {
+            warn!("cannot notify systemd: {e}");
+        }
+        Ok(srv)
     }
 
-    pub fn run(&mut self) -> io::Result<()> {
-        self.write_status(false);
-        while !signals::STOP.load(Ordering::SeqCst) {
+    /// Serves until SIGINT/SIGTERM (Ok) or until the device is removed or
+    /// the event channel fails (Err). Either way everyone is disconnected
+    /// and the listener destroyed before it returns.
+    pub fn run(&mut self) -> Result<(), String> {
+        let result = loop {
+            if signals::STOP.load(Ordering::SeqCst) {
+                break Ok(());
+            }
             if signals::REPORT.swap(false, Ordering::SeqCst) {
                 self.write_status(true);
             }
-            let ev = match self.channel.next(200)? {
-                Some(ev) => ev,
-                None => continue,
+            let now = Instant::now();
+            if let Some(s) = self.refusals.tick(now) {
+                warn!("{s}");
+            }
+            self.expire_pending(now);
+            let ev = match self.channel.next(200) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => continue,
+                Err(e) => break Err(format!("the RDMA event channel failed: {e}")),
             };
-            let (kind, id, status) = (ev.kind(), ev.id(), ev.status());
-            match kind {
-                EventKind::ConnectRequest => {
-                    let (data, depth) = (ev.private_data(), ev.initiator_depth());
-                    drop(ev);
-                    self.admit(id, &data, depth);
-                }
+            match ev.kind {
+                EventKind::ConnectRequest => self.admit(ev),
                 EventKind::Established => {
-                    drop(ev);
-                    if let Some((_, node)) = self.conns.get(&id.key()) {
-                        log!(
-                            "node {node:016x} queue connected from {}",
-                            fmt_peer(id.peer())
+                    if let Some(c) = self.conns.get_mut(&ev.id) {
+                        c.established = true;
+                        let peer = c.qp.id().peer();
+                        info!(
+                            "node {:016x} queue {} connected from {}",
+                            c.node,
+                            c.queue,
+                            fmt_peer(peer)
                         );
                     }
                 }
                 EventKind::Disconnected | EventKind::Failed | EventKind::Rejected => {
-                    let name = ev.name();
-                    drop(ev);
-                    self.drop_conn(id, &name, status);
+                    self.drop_conn(ev.id, &format!("{} (status {})", ev.name, ev.status));
                 }
                 EventKind::DeviceRemoval => {
-                    drop(ev);
-                    log!("the RDMA device went away; shutting down");
-                    break;
+                    break Err(format!(
+                        "the RDMA device was removed ({}); stopping",
+                        ev.name
+                    ))
                 }
-                EventKind::AddrResolved | EventKind::RouteResolved | EventKind::Other => {}
+                EventKind::AddrResolved | EventKind::RouteResolved | EventKind::Other => {
+                    debug!("ignored event {}", ev.name)
+                }
             }
             self.write_status(false);
+        };
+        if let Err(e) = &result {
+            error!("{e}");
         }
         self.shutdown();
-        Ok(())
+        result
     }
 
-    fn refuse(&mut self, id: ConnId, status: Status, why: &str) {
-        log!("refused connection from {}: {why}", fmt_peer(id.peer()));
-        id.reject(&Reply::refusal(status).encode());
-        id.destroy();
-        self.refused += 1;
+    fn refuse(&mut self, id: &Id, reason: Reason, detail: String) {
+        let peer = fmt_peer(id.peer());
+        id.reject(&Reply::refusal(reason.status()).encode());
+        let line = format!("refused connection from {peer}: {detail}");
+        for l in self.refusals.record(Instant::now(), reason, &peer, line) {
+            warn!("{l}");
+        }
+        // The caller drops the id, which destroys it.
     }
 
-    fn admit(&mut self, id: ConnId, data: &[u8], depth: u8) {
-        let req = match Request::decode(data) {
+    fn pending(&self) -> usize {
+        self.conns.values().filter(|c| !c.established).count()
+    }
+
+    fn admit(&mut self, ev: EventInfo) {
+        let Some(id) = ev.new_id else {
+            return;
+        };
+        let req = match Request::decode(&ev.private_data) {
             Ok(r) => r,
             Err(e) => {
                 return self.refuse(
-                    id,
-                    Status::BadRequest,
-                    &format!("not an rswap client ({e})"),
+                    &id,
+                    Reason::BadRequest,
+                    format!("not an rswap client ({e})"),
                 )
             }
         };
+        let who = format!("node {:016x}", req.node_id);
         if let Err(st) = self.cfg.policy.check(id.peer(), &req) {
-            let why = match st {
-                Status::NotAllowed => "address not in --allow",
-                _ => "wrong secret",
+            let (reason, why) = match st {
+                Status::NotAllowed => (Reason::NotAllowed, "address not in --allow"),
+                _ => (Reason::BadSecret, "wrong secret"),
             };
-            return self.refuse(id, st, &format!("node {:016x}: {why}", req.node_id));
+            return self.refuse(&id, reason, format!("{who}: {why}"));
         }
-        if self.device.is_none() {
-            match Pd::new(&id).and_then(|pd| Ok((Cq::new(&id, 64)?, pd))) {
-                Ok((cq, pd)) => {
-                    self.device = Some(Device {
-                        ctx: id.device_key(),
-                        cq,
-                        pd,
-                    })
-                }
-                Err(e) => {
-                    return self.refuse(id, Status::BadRequest, &format!("device setup: {e}"))
-                }
-            }
-        }
-        let dev = self.device.as_ref().unwrap();
-        if dev.ctx != id.device_key() {
+        let (Some(listener), Some(pd), Some(cq)) = (&self.listener, &self.pd, &self.cq) else {
+            return;
+        };
+        let (pd, cq) = (pd.clone(), cq.clone());
+        if id.device_key() != listener.device_key() {
             return self.refuse(
-                id,
-                Status::BadRequest,
-                "arrived on a second RDMA device; one is supported",
+                &id,
+                Reason::WrongDevice,
+                format!("{who}: arrived on another RDMA device than --listen's"),
             );
         }
-        if !self.nodes.contains_key(&req.node_id) {
-            let want = if self.cfg.region_mib > 0 {
-                (req.want_mib as u64).min(self.cfg.region_mib)
-            } else {
-                req.want_mib as u64
+        let queues = self.nodes.get(&req.node_id).map(|n| n.queues);
+        if let Err((reason, why)) =
+            check_limits(&self.cfg.limits, self.pending(), self.nodes.len(), queues)
+        {
+            return self.refuse(&id, reason, format!("{who}: {why}"));
+        }
+        if queues.is_none() {
+            let want = (req.want_mib as u64).min(self.cfg.region_mib).max(1);
+            let Some(extent) = self.pool.alloc(want * MIB) else {
+                return self.refuse(&id, Reason::PoolFull, format!("{who}: the pool is full"));
             };
-            let extent = match self.pool.alloc(want.max(1) * MIB) {
-                Some(x) => x,
-                None => return self.refuse(id, Status::NoSpace, "the pool is full"),
-            };
-            let mr = match Mr::register(&dev.pd, self.buf.slice_mut(extent.offset, extent.len)) {
+            let mr = match Mr::register(&pd, &self.buf, extent.offset, extent.len) {
                 Ok(mr) => mr,
                 Err(e) => {
                     self.pool.release(extent);
+                    let hint = if e.kind() == io::ErrorKind::OutOfMemory {
+                        format!(" ({})", rdma::memlock_advice(self.cfg.pool_mib * MIB))
+                    } else {
+                        String::new()
+                    };
+                    error!(
+                        "{who}: registering its region of {} MiB with the NIC failed: {e}{hint}",
+                        extent.len / MIB
+                    );
                     return self.refuse(
-                        id,
-                        Status::NoSpace,
-                        &format!("registering the region: {e}"),
+                        &id,
+                        Reason::ServerError,
+                        format!("{who}: server error: memory registration failed ({e})"),
                     );
                 }
             };
-            log!(
-                "node {:016x} from {}: region of {} MiB at pool offset {} MiB (asked {} MiB), rkey {:#x}",
-                req.node_id,
+            info!(
+                "{who} from {}: region of {} MiB at pool offset {} MiB (asked {} MiB), rkey {:#x}",
                 fmt_peer(id.peer()),
                 extent.len / MIB,
                 extent.offset / MIB,
                 req.want_mib,
                 mr.rkey()
             );
-            let node = Node {
-                peer: id.peer(),
-                extent,
-                mr,
-                queues: 0,
-                since: Instant::now(),
-            };
-            self.nodes.insert(req.node_id, node);
+            self.nodes.insert(
+                req.node_id,
+                Node {
+                    peer: id.peer(),
+                    extent,
+                    mr,
+                    queues: 0,
+                    since: Instant::now(),
+                    pages_used: None,
+                },
+            );
         }
-        let dev = self.device.as_ref().unwrap();
-        let node = self.nodes.get_mut(&req.node_id).unwrap();
+        let node = &self.nodes[&req.node_id];
         let reply = Reply {
             status: Status::Ok,
             rkey: node.mr.rkey(),
             addr: node.mr.addr(),
             size: node.extent.len,
         };
-        if let Err(e) = id
-            .create_qp(&dev.pd, &dev.cq)
-            .and_then(|_| id.accept(&reply.encode(), depth.clamp(1, 16)))
-        {
-            log!("node {:016x} queue {}: {e}", req.node_id, req.queue);
-            id.destroy();
-            if node.queues == 0 {
-                self.free_node(req.node_id, "its first queue failed");
+        let depth = ev.initiator_depth.clamp(1, 16);
+        let qp = match Qp::create(&id, &pd, &cq).and_then(|qp| {
+            id.accept(&reply.encode(), depth)?;
+            Ok(qp)
+        }) {
+            Ok(qp) => qp,
+            Err(e) => {
+                error!(
+                    "{who} queue {}: setting the connection up failed: {e}",
+                    req.queue
+                );
+                if node.queues == 0 {
+                    self.free_node(req.node_id, "its first queue failed");
+                }
+                return self.refuse(
+                    &id,
+                    Reason::ServerError,
+                    format!("{who}: server error: connection setup failed ({e})"),
+                );
             }
-            return;
+        };
+        if let Some(n) = self.nodes.get_mut(&req.node_id) {
+            n.queues += 1;
         }
-        node.queues += 1;
-        self.conns.insert(id.key(), (id, req.node_id));
+        self.conns.insert(
+            id.key(),
+            Conn {
+                qp,
+                node: req.node_id,
+                queue: req.queue,
+                established: false,
+                since: Instant::now(),
+            },
+        );
     }
 
-    fn drop_conn(&mut self, id: ConnId, event: &str, status: i32) {
-        let Some((id, node_id)) = self.conns.remove(&id.key()) else {
+    /// Drops accepted connections that never became established.
+    fn expire_pending(&mut self, now: Instant) {
+        let stale: Vec<IdKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.established && now.duration_since(c.since) > PENDING_TIMEOUT)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(c) = self.conns.get(&k) {
+                warn!(
+                    "node {:016x} queue {}: not established after {} s; dropped",
+                    c.node,
+                    c.queue,
+                    PENDING_TIMEOUT.as_secs()
+                );
+            }
+            self.drop_conn(k, "never established");
+        }
+    }
+
+    fn drop_conn(&mut self, key: IdKey, why: &str) {
+        // Dropping the Conn destroys its QP, then its id.
+        let Some(conn) = self.conns.remove(&key) else {
             return;
         };
-        id.destroy();
+        let node_id = conn.node;
+        drop(conn);
         let last = match self.nodes.get_mut(&node_id) {
             Some(n) => {
                 n.queues -= 1;
@@ -253,16 +366,19 @@ impl Server {
             None => false,
         };
         if last {
-            self.free_node(node_id, &format!("{event} (status {status})"));
+            self.free_node(node_id, why);
         }
     }
 
     fn free_node(&mut self, node_id: u64, why: &str) {
         if let Some(n) = self.nodes.remove(&node_id) {
+            let (offset, len) = n.mr.range();
+            // Deregister first: once the MR is gone the NIC can no longer
+            // write the region, so the zeroes are the last word.
             drop(n.mr);
-            self.buf.zero(n.extent.offset, n.extent.len);
+            self.buf.zero(offset, len);
             self.pool.release(n.extent);
-            log!(
+            info!(
                 "node {node_id:016x} ({}) disconnected: {why}; region of {} MiB freed after {:.0} s",
                 fmt_peer(n.peer),
                 n.extent.len / MIB,
@@ -272,89 +388,213 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        log!(
+        let _ = self.notifier.stopping();
+        if let Some(s) = self.refusals.flush(Instant::now()) {
+            warn!("{s}");
+        }
+        info!(
             "shutting down: disconnecting {} queues of {} nodes",
             self.conns.len(),
             self.nodes.len()
         );
-        for (_, (id, _)) in self.conns.drain() {
-            id.disconnect();
-            id.destroy();
+        for (_, c) in self.conns.drain() {
+            c.qp.id().disconnect();
         }
         let nodes: Vec<u64> = self.nodes.keys().copied().collect();
         for n in nodes {
             self.free_node(n, "server shutdown");
         }
-        self.listener = None;
-        self.device = None;
+        // Every QP and MR is gone: the CQ and PD go next, and with them the
+        // last holders of the listener, whose destruction frees the port.
+        self.cq = None;
+        self.pd = None;
+        if let Some(l) = self.listener.take() {
+            if Rc::strong_count(&l) != 1 {
+                warn!("the listener is still referenced; the port may stay bound");
+            }
+        }
         self.write_status(false);
-        log!("stopped; port {} is free", self.cfg.listen.port());
+        info!("stopped; port {} is free", self.cfg.listen.port());
     }
 
-    /// The operator view: one line per node, written to --status-file and,
-    /// on SIGUSR1, logged with how many of each region's pages hold data.
+    /// The operator view: one line per node, written to --status-file,
+    /// published to the metrics endpoint and, on SIGUSR1 (`scan`), logged
+    /// with how many of each region's pages hold data.
     fn write_status(&mut self, scan: bool) {
+        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
+        ids.sort_unstable();
+        if scan {
+            for id in &ids {
+                let n = self.nodes.get_mut(id).unwrap();
+                let (offset, len) = n.mr.range();
+                n.pages_used = Some(self.buf.count_used_pages(offset, len));
+            }
+        }
+        let pending = self.pending();
         let mut s = format!(
-            "pool_mib={} free_mib={} nodes={} queues={} refused={}\n",
+            "pool_mib={} free_mib={} nodes={} queues={} refused={} pending={}\n",
             self.pool.size() / MIB,
             self.pool.free_bytes() / MIB,
             self.nodes.len(),
             self.conns.len(),
-            self.refused
+            self.refusals.total(),
+            pending
         );
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
-            let n = &self.nodes[&id];
-            let (peer, ext, queues) = (n.peer, n.extent, n.queues);
-            let used = if scan {
-                Some(count_used_pages(self.buf.slice_mut(ext.offset, ext.len)))
-            } else {
-                None
-            };
+        for id in &ids {
+            let n = &self.nodes[id];
             s += &format!(
-                "node={id:016x} peer={} region_mib={} queues={queues}{}\n",
-                fmt_peer(peer),
-                ext.len / MIB,
-                used.map(|u| format!(" pages_used={u}")).unwrap_or_default()
+                "node={id:016x} peer={} region_mib={} queues={}{}\n",
+                fmt_peer(n.peer),
+                n.extent.len / MIB,
+                n.queues,
+                if scan {
+                    n.pages_used
+                        .map(|u| format!(" pages_used={u}"))
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
             );
         }
         if scan {
             for l in s.lines() {
-                log!("status: {l}");
+                info!("status: {l}");
             }
         }
         if let Some(path) = &self.cfg.status_file {
-            let tmp = format!("{path}.tmp");
-            if std::fs::write(&tmp, &s)
-                .and_then(|_| std::fs::rename(&tmp, path))
-                .is_err()
-            {
-                log!("cannot write status file {path}");
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".tmp");
+            if let Err(e) = std::fs::write(&tmp, &s).and_then(|_| std::fs::rename(&tmp, path)) {
+                warn!("cannot write status file {}: {e}", path.display());
             }
         }
+        if let Some(shared) = &self.metrics {
+            let snap = self.snapshot(&ids, pending);
+            if let Ok(mut g) = shared.lock() {
+                *g = snap;
+            }
+        }
+        let _ = self.notifier.status(&format!(
+            "serving {} nodes, {} queues; {} of {} MiB free; {} refused",
+            self.nodes.len(),
+            self.conns.len(),
+            self.pool.free_bytes() / MIB,
+            self.pool.size() / MIB,
+            self.refusals.total()
+        ));
     }
-}
 
-/// Pages of a region that are not all zeros: what the node has stored.
-fn count_used_pages(mem: &[u8]) -> usize {
-    mem.chunks(4096)
-        .filter(|p| p.iter().any(|&b| b != 0))
-        .count()
+    fn snapshot(&self, ids: &[u64], pending: usize) -> Snapshot {
+        let l = &self.cfg.limits;
+        Snapshot {
+            pool_bytes: self.pool.size(),
+            free_bytes: self.pool.free_bytes(),
+            largest_free_bytes: self.pool.largest_free(),
+            queues: self.conns.len() as u64,
+            pending: pending as u64,
+            refusals: self.refusals.by_reason(),
+            max_nodes: l.max_nodes as u64,
+            max_queues_per_node: l.max_queues_per_node as u64,
+            max_pending: l.max_pending as u64,
+            region_max_bytes: self.cfg.region_mib * MIB,
+            start_time_seconds: self
+                .started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            nodes: ids
+                .iter()
+                .map(|id| {
+                    let n = &self.nodes[id];
+                    NodeStat {
+                        node: *id,
+                        peer: fmt_peer(n.peer),
+                        region_bytes: n.extent.len,
+                        queues: n.queues as u64,
+                        pages_used: n.pages_used,
+                    }
+                })
+                .collect(),
+        }
+    }
 }
 
 fn fmt_peer(p: Option<Ipv4Addr>) -> String {
     p.map_or_else(|| "?".into(), |a| a.to_string())
 }
 
+/// Whether one more connection fits the caps: `pending` connections are
+/// being set up, `nodes` nodes are served, and the requesting node has
+/// `queues` queues (None: it is a new node). Err: why not.
+pub fn check_limits(
+    limits: &Limits,
+    pending: usize,
+    nodes: usize,
+    queues: Option<usize>,
+) -> Result<(), (Reason, String)> {
+    if pending >= limits.max_pending {
+        return Err((
+            Reason::TooManyPending,
+            format!(
+                "{pending} connections already being set up (--max-pending {})",
+                limits.max_pending
+            ),
+        ));
+    }
+    match queues {
+        Some(q) if q >= limits.max_queues_per_node => Err((
+            Reason::TooManyQueues,
+            format!(
+                "already has {q} queues (--max-queues-per-node {})",
+                limits.max_queues_per_node
+            ),
+        )),
+        Some(_) => Ok(()),
+        None if nodes >= limits.max_nodes => Err((
+            Reason::TooManyNodes,
+            format!(
+                "already serving {nodes} nodes (--max-nodes {})",
+                limits.max_nodes
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const L: Limits = Limits {
+        max_nodes: 2,
+        max_queues_per_node: 4,
+        max_pending: 3,
+    };
+
     #[test]
-    fn used_pages_are_the_non_zero_ones() {
-        let mut m = vec![0u8; 4096 * 4];
-        m[4096 + 17] = 1;
-        m[3 * 4096] = 9;
-        assert_eq!(count_used_pages(&m), 2);
+    fn connections_within_the_caps_are_admitted() {
+        assert_eq!(check_limits(&L, 0, 0, None), Ok(()));
+        assert_eq!(check_limits(&L, 2, 1, None), Ok(()));
+        assert_eq!(check_limits(&L, 2, 2, Some(3)), Ok(()));
+    }
+
+    #[test]
+    fn each_cap_refuses_with_its_reason_and_flag() {
+        let (r, why) = check_limits(&L, 0, 2, None).unwrap_err();
+        assert_eq!(r, Reason::TooManyNodes);
+        assert_eq!(why, "already serving 2 nodes (--max-nodes 2)");
+        // A known node may add queues even when the node cap is reached...
+        assert_eq!(check_limits(&L, 0, 2, Some(1)), Ok(()));
+        // ...up to its own cap.
+        let (r, why) = check_limits(&L, 0, 1, Some(4)).unwrap_err();
+        assert_eq!(r, Reason::TooManyQueues);
+        assert!(why.contains("--max-queues-per-node 4"), "{why}");
+        // Too many set-ups in flight refuses everyone, known nodes too.
+        let (r, why) = check_limits(&L, 3, 0, Some(0)).unwrap_err();
+        assert_eq!(r, Reason::TooManyPending);
+        assert!(why.contains("--max-pending 3"), "{why}");
+        assert_eq!(
+            check_limits(&L, 3, 0, None).unwrap_err().0,
+            Reason::TooManyPending
+        );
     }
 }

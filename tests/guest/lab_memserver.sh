@@ -24,17 +24,43 @@ grep -q "remote access\|REM_ACCESS\|access" /tmp/probe.out || note "completion s
 unload_rdma || fail "rmmod"
 # Lifecycle, on a memserver of our own (rxe loops back to our address):
 # SIGTERM frees the port at once, a restart on it works, clients reconnect.
-memserver --listen 10.77.1.1:7480 --pool-mib 16 --secret "$SECRET" >/tmp/ms.log 2>&1 &
+# The first takes its secret from the environment, the second from a file.
+MEMSERVER_SECRET="$SECRET" memserver --listen 10.77.1.1:7480 --pool-mib 16 --metrics \
+	--max-nodes 1 --max-queues-per-node 1 >/tmp/ms.log 2>&1 &
 ms=$!
 sleep 2
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" >/dev/null; expect "local memserver serves" "$?" -eq 0
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" >/dev/null; expect "a client reconnects" "$?" -eq 0
+# Caps: while node 1 holds its one queue, a second node and a second queue
+# of node 1 are refused (NoSpace on the wire), and the log says which cap.
+sleep 2 # the last probe's node is freed (its disconnect is processed)
+rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 1 --hold 8 >/tmp/hold.out 2>&1 &
+holder=$!
+sleep 3
+rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 2 >/tmp/probe.out 2>&1
+expect "a node past --max-nodes refused" "$?" -eq 3
+expect "refusal says NoSpace" "$(grep -c NoSpace /tmp/probe.out)" -eq 1
+rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 1 --queue 1 >/tmp/probe.out 2>&1
+expect "a queue past --max-queues-per-node refused" "$?" -eq 3
+rswap-probe --server 10.77.1.1:7480 --secret 00112233445566778899aabbccddeeff >/dev/null 2>&1
+expect "wrong secret refused by the local memserver" "$?" -eq 3
+wait $holder; expect "the node holding its queue was served" "$?" -eq 0
+expect "log names --max-nodes" "$(grep -c 'already serving 1 nodes (--max-nodes 1)' /tmp/ms.log)" -eq 1
+expect "log names --max-queues-per-node" "$(grep -c 'already has 1 queues (--max-queues-per-node 1)' /tmp/ms.log)" -eq 1
+# Metrics (Prometheus text on 127.0.0.1:9471).
+sleep 2
+wget -q -O /tmp/metrics http://127.0.0.1:9471/metrics; expect "metrics endpoint answers" "$?" -eq 0
+metric() { grep -c -F -x "$1" /tmp/metrics; }
+expect "metrics: pool" "$(metric 'memserver_pool_bytes 16777216')" -eq 1
+expect "metrics: no node left" "$(metric 'memserver_nodes 0')" -eq 1
+expect "metrics: refusals by reason" "$(metric 'memserver_refusals_total{reason="too_many_nodes"} 1')$(metric 'memserver_refusals_total{reason="too_many_queues"} 1')$(metric 'memserver_refusals_total{reason="bad_secret"} 1')" = 111
 kill -TERM $ms; wait $ms; expect "memserver exits 0 on SIGTERM" "$?" -eq 0
 expect "it said the port is free" "$(grep -c 'port 7480 is free' /tmp/ms.log)" -eq 1
-memserver --listen 10.77.1.1:7480 --pool-mib 16 --secret "$SECRET" >/tmp/ms2.log 2>&1 &
+(umask 077 && echo "$SECRET" >/tmp/ms.secret)
+memserver --listen 10.77.1.1:7480 --pool-mib 16 --secret-file /tmp/ms.secret >/tmp/ms2.log 2>&1 &
 ms=$!
 sleep 2
-rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" >/dev/null; expect "restart on the same port serves" "$?" -eq 0
+rswap-probe --server 10.77.1.1:7480 --secret-file /tmp/ms.secret >/dev/null; expect "restart on the same port serves" "$?" -eq 0
 kill -INT $ms; wait $ms; expect "memserver exits 0 on SIGINT" "$?" -eq 0
 cat /tmp/ms.log /tmp/ms2.log | sed 's/^/  ms: /'
 memserver --listen 10.77.1.1:7481 --pool-mib 16 >/tmp/ms3.log 2>&1

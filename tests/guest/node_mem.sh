@@ -1,11 +1,31 @@
 # A memory node: runs memserver on its link address until the lab stops the
-# VM. Every few seconds memserver logs its status (pages used per region)
-# on the console, which the host reads.
+# VM, configured as an operator would: a TOML file and a secret file (never
+# the secret on the command line). Every few seconds memserver logs its
+# status (pages used per region) on the console, which the host reads.
 param() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-args="--listen $(param rswap.ip):7471 --pool-mib $(param rswap.pool) --status-file /tmp/memserver.status"
-[ -n "$(param rswap.secret)" ] && args="$args --secret $(param rswap.secret)"
-for a in $(param rswap.allow | tr ',' ' '); do args="$args --allow $a"; done
-echo "RSWAP-MEM starting: memserver $args" | sed 's/--secret [0-9a-f]*/--secret <hidden>/'
+pool=$(param rswap.pool)
+# Regions of up to 128 MiB (the lab's compute node asks up to 256 per
+# server); without region-mib a node would get a fair share, pool / max-nodes.
+region=128
+[ "$pool" -lt "$region" ] && region=$pool
+conf=/tmp/memserver.toml
+{
+	echo "listen = \"$(param rswap.ip):7471\""
+	echo "pool-mib = $pool"
+	echo "region-mib = $region"
+	echo "max-nodes = 4"
+	echo "status-file = \"/tmp/memserver.status\""
+	echo "metrics = \"127.0.0.1:9471\""
+	allow=$(param rswap.allow | sed 's/\([^,][^,]*\)/"\1"/g; s/,/, /g')
+	[ -n "$allow" ] && echo "allow = [$allow]"
+} >"$conf"
+args="--config $conf"
+if [ -n "$(param rswap.secret)" ]; then
+	(umask 077 && param rswap.secret >/tmp/memserver.secret)
+	args="$args --secret-file /tmp/memserver.secret"
+fi
+echo "RSWAP-MEM starting: memserver $args"
+sed 's/^/RSWAP-MEM   /' "$conf"
 memserver $args &
 pid=$!
 if [ "$(param rswap.perftest)" = 1 ]; then

@@ -1,50 +1,105 @@
 //! rswap-probe: connects to a memserver the way rswap_rdma does, prints
 //! what it was granted or why it was refused, and can try an RDMA READ at
 //! any offset of (or past) its region. The lab uses it to check admission
-//! (allowlist, secret) and that a node cannot reach outside its region.
-//!
-//! rswap-probe --server IP:PORT --secret HEX32 [--from IP] [--node-id N]
-//!             [--want-mib N] [--read-at BYTES]
+//! (allowlist, secret), limits, and that a node cannot reach outside its
+//! region.
 //!
 //! Exit: 0 accepted (and the read, if any, succeeded), 3 refused,
-//! 4 the read failed with a completion error, 1 anything else.
+//! 4 the read failed with a completion error, 1 anything else, 2 bad
+//! command line.
 
-use memserver::proto::{parse_secret, Reply, Request, Status};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use memserver::config::parse_secret;
+use memserver::config::{parse_listen, read_secret_file, SECRET_ENV};
+use memserver::proto::{Reply, Request, Status};
 use memserver::rdma::EventChannel;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::exit;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let server = get("--server")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            eprintln!("rswap-probe: --server IP:PORT is required");
-            exit(2)
-        });
-    let secret = get("--secret")
-        .map(|s| parse_secret(&s))
-        .unwrap_or(Ok([0; 16]))
-        .unwrap_or_else(|e| {
-            eprintln!("rswap-probe: {e}");
-            exit(2)
-        });
-    let from = get("--from").and_then(|s| s.parse().ok());
-    let node_id = get("--node-id")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x9b0be);
-    let want_mib = get("--want-mib").and_then(|s| s.parse().ok()).unwrap_or(8);
-    let read_at: Option<u64> = get("--read-at").and_then(|s| s.parse().ok());
+/// rswap-probe: a user-space rswap client for testing a memserver.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rswap-probe",
+    version,
+    after_help = "\
+The secret comes from --secret, --secret-file or $MEMSERVER_SECRET; one is
+required (give --secret 00000000000000000000000000000000 to send none).
+Exit status: 0 accepted (and the read, if any, succeeded), 3 refused,
+4 the read failed with a completion error, 1 any other failure, 2 bad
+command line."
+)]
+struct Args {
+    /// The memserver to connect to
+    #[arg(long, value_name = "IPV4:PORT", value_parser = parse_listen)]
+    server: SocketAddrV4,
+    /// The shared secret (32 hex digits)
+    #[arg(long, value_name = "HEX32", value_parser = parse_secret, conflicts_with = "secret_file")]
+    secret: Option<[u8; 16]>,
+    /// File holding the shared secret
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// Local address to connect from
+    #[arg(long, value_name = "IPV4")]
+    from: Option<Ipv4Addr>,
+    /// Node id to claim (decimal, or hex with 0x)
+    #[arg(long, value_name = "N", default_value = "0x9b0be", value_parser = parse_u64)]
+    node_id: u64,
+    /// Queue index to claim
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    queue: u16,
+    /// MiB of remote memory to ask for
+    #[arg(long, value_name = "MIB", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    want_mib: u32,
+    /// After admission, RDMA READ one page at this byte offset of the region
+    /// (wraps around: 2^64-4096 is the page before it)
+    #[arg(long, value_name = "BYTES", value_parser = parse_u64)]
+    read_at: Option<u64>,
+    /// After admission, stay connected this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    hold: u64,
+    /// Timeout of each connection step, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    timeout_ms: i32,
+}
 
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("not a number (decimal, or hex with 0x): {s:?}"))
+}
+
+fn main() {
+    let a = Args::parse();
+    let secret = if let Some(s) = a.secret {
+        s
+    } else if let Some(p) = &a.secret_file {
+        read_secret_file(p)
+            .map(|(s, _)| s)
+            .unwrap_or_else(|e| Args::command().error(ErrorKind::ValueValidation, e).exit())
+    } else if let Ok(v) = std::env::var(SECRET_ENV) {
+        parse_secret(&v).unwrap_or_else(|e| {
+            Args::command()
+                .error(ErrorKind::ValueValidation, format!("${SECRET_ENV}: {e}"))
+                .exit()
+        })
+    } else {
+        Args::command()
+            .error(
+                ErrorKind::MissingRequiredArgument,
+                "give the secret: --secret, --secret-file or $MEMSERVER_SECRET",
+            )
+            .exit()
+    };
     let req = Request {
-        queue: 0,
-        node_id,
-        want_mib,
+        queue: a.queue,
+        node_id: a.node_id,
+        want_mib: a.want_mib,
         secret,
     };
     let ch = EventChannel::new().unwrap_or_else(|e| {
@@ -52,7 +107,7 @@ fn main() {
         exit(1)
     });
     let mut c = ch
-        .connect(server, from, &req.encode(), 3000)
+        .connect(a.server, a.from, &req.encode(), a.timeout_ms)
         .unwrap_or_else(|e| {
             println!("probe: connect failed: {e}");
             exit(1)
@@ -78,7 +133,7 @@ fn main() {
         r.addr,
         r.rkey
     );
-    if let Some(off) = read_at {
+    if let Some(off) = a.read_at {
         match c.read(r.addr.wrapping_add(off), r.rkey, 5000) {
             Ok(None) => println!("probe: read at +{off}: ok"),
             Ok(Some(status)) => {
@@ -89,6 +144,55 @@ fn main() {
                 println!("probe: read at +{off}: {e}");
                 exit(1)
             }
+        }
+    }
+    if a.hold > 0 {
+        std::thread::sleep(std::time::Duration::from_secs(a.hold));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("rswap-probe").chain(s.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn good_values_parse() {
+        let a = parse(
+            "--server 10.77.1.2:7471 --secret 000102030405060708090a0b0c0d0e0f --node-id 0x10 \
+             --want-mib 64 --read-at 18446744073709547520 --hold 3",
+        )
+        .unwrap();
+        assert_eq!(a.node_id, 16);
+        assert_eq!(a.want_mib, 64);
+        assert_eq!(a.read_at, Some(u64::MAX - 4095));
+        assert_eq!(a.hold, 3);
+        assert_eq!(parse("--server 1.2.3.4:5").unwrap().node_id, 0x9b0be);
+    }
+
+    #[test]
+    fn bad_values_are_refused_not_defaulted() {
+        for args in [
+            "",
+            "--server nowhere",
+            "--server 1.2.3.4:5 --node-id twelve",
+            "--server 1.2.3.4:5 --want-mib 0",
+            "--server 1.2.3.4:5 --want-mib -1",
+            "--server 1.2.3.4:5 --read-at 1k",
+            "--server 1.2.3.4:5 --from 10.77.1",
+            "--server 1.2.3.4:5 --secret 1234",
+            "--server 1.2.3.4:5 --bogus",
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args}: {e}");
         }
     }
 }
