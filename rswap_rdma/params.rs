@@ -3,7 +3,7 @@
 //! rswap_rdma_glue.c (`module_param` is a C macro) and read raw through
 //! `rdma::params`.
 
-use crate::proto::SECRET_LEN;
+use crate::proto::{parse_secret, SECRET_LEN};
 use crate::rdma::{self, params, Endpoint};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -41,18 +41,6 @@ fn parse_endpoint(s: &[u8]) -> Option<Endpoint> {
         ip,
         port: port as u16,
     })
-}
-
-fn parse_secret(s: &[u8]) -> Option<[u8; SECRET_LEN]> {
-    if s.len() != 2 * SECRET_LEN {
-        return None;
-    }
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = [0u8; SECRET_LEN];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = (hex(s[2 * i])? * 16 + hex(s[2 * i + 1])?) as u8;
-    }
-    Some(out)
 }
 
 /// Bytes shown as text in a message.

@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `rswap_rdma_main.rs` | the module: init, and the rswap [`Backend`] (store, load, invalidate) |
 //! | `params.rs` | the module parameters, validated |
-//! | `proto.rs` | the wire protocol: connect request and reply, as in memserver/src/proto.rs |
+//! | `../memserver/src/proto.rs` | the wire protocol: connect request and reply; one file, included by memserver and by this module |
 //! | `server.rs` | a server: connecting, its region, its health (up/down), one page transfer |
 //! | `placement.rs` | server choice, the region's slots and their bounds, the key -> slot map |
 //! | `queue.rs` | queues: a connection per CPU and direction, one request at a time, failures |
@@ -49,6 +49,10 @@ mod backend;
 mod ffi;
 mod params;
 mod placement;
+// The wire protocol has one source, shared with memserver (see its top).
+// Its items are `pub` for memserver's crate; here they are crate-private.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../memserver/src/proto.rs"]
 mod proto;
 mod queue;
 mod rdma;

@@ -55,7 +55,7 @@ fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
             code::EHOSTUNREACH
         }
         ConnectError::Rejected(p, n, status) => {
-            let (msg, err) = match Reply::decode(&p[..n.min(PRIVATE_MAX)]).map(|r| r.status) {
+            let (msg, err) = match Reply::decode(&p[..n.min(PRIVATE_MAX)]).ok().map(|r| r.status) {
                 Some(Status::BadRequest) => {
                     ("refused: it does not understand our request", code::EINVAL)
                 }
@@ -83,7 +83,7 @@ fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
 /// The region granted in an accept's private data, checked; a bad reply
 /// is logged, naming the server.
 fn granted(ep: Endpoint, private: &[u8], want: u64) -> Result<(Region, (u32, u64, u64))> {
-    let r = match Reply::decode(private) {
+    let r = match Reply::decode(private).ok() {
         Some(r) if r.status == Status::Ok => r,
         _ => {
             pr_err!(

@@ -119,6 +119,9 @@ rswap_modules() {
 		mkdir -p "$out/$m"
 		cp "$RSWAP_ROOT/$m"/*.rs "$RSWAP_ROOT/$m"/*.c "$RSWAP_ROOT/$m/Kbuild" "$out/$m/"
 	done
+	# The wire protocol's one source, which rswap_rdma includes.
+	mkdir -p "$out/memserver/src"
+	cp "$RSWAP_ROOT/memserver/src/proto.rs" "$out/memserver/src/"
 	"${KMAKE[@]}" -C "$kdir" M="$out" -j"$(nproc)" modules >"$out/build.log" 2>&1 ||
 		{ cat "$out/build.log" >&2; die "module build failed"; }
 	grep -E 'warning|error' "$out/build.log" >&2 || true

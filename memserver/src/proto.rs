@@ -1,6 +1,12 @@
 //! The connection protocol between rswap_rdma (kernel) and memserver,
-//! carried in RDMA CM private data. Little-endian, fixed layout; the
-//! kernel module (rswap_rdma) encodes and decodes the same bytes.
+//! carried in RDMA CM private data. Little-endian, fixed layout.
+//!
+//! This file is the one source of the protocol. memserver compiles it as
+//! its `proto` module, and the kernel module rswap_rdma includes the same
+//! file (`#[path = "../memserver/src/proto.rs"] mod proto;` in
+//! rswap_rdma_main.rs), so the two sides cannot drift. It therefore uses
+//! `core` only (no allocation, no std), never panics on foreign input,
+//! and must build with the kernel's rustc (1.63).
 //!
 //! Request (client -> server, in the connect request), 40 bytes:
 //!
@@ -26,34 +32,63 @@
 //! | 16 | 8 | remote address of the region |
 //! | 24 | 8 | region size in bytes |
 //!
-//! memserver decodes requests and encodes replies; rswap-probe does the
-//! other half, as rswap_rdma does in the kernel.
+//! memserver decodes requests and encodes replies; rswap_rdma and
+//! rswap-probe do the other half. The transport may pad private data, so
+//! longer input is accepted.
 
+/// The first four bytes of every request and reply: `RSWP`.
 pub const MAGIC: u32 = 0x5057_5352;
+/// The protocol version this file speaks.
 pub const VERSION: u16 = 1;
+/// Bytes in an encoded request.
 pub const REQUEST_LEN: usize = 40;
+/// Bytes in an encoded reply.
 pub const REPLY_LEN: usize = 32;
+/// Bytes in the shared secret.
 pub const SECRET_LEN: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a compute node asks of a server, once per queue.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
+    /// Index of this connection among the node's queues.
     pub queue: u16,
+    /// The compute node, the same on all its queues.
     pub node_id: u64,
+    /// Remote memory wanted, in MiB.
     pub want_mib: u32,
+    /// The shared secret.
     pub secret: [u8; SECRET_LEN],
 }
 
+// Never print the secret.
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Request")
+            .field("queue", &self.queue)
+            .field("node_id", &self.node_id)
+            .field("want_mib", &self.want_mib)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Status {
+    /// Admitted: the reply carries the region.
     Ok = 0,
+    /// The request was malformed, or the server failed to serve it.
     BadRequest = 1,
+    /// The secret did not match.
     BadSecret = 2,
+    /// The source address is not in the server's allow list.
     NotAllowed = 3,
+    /// No room: the pool is full or a limit was reached.
     NoSpace = 4,
 }
 
 impl Status {
+    /// The status with wire value `v`, if there is one.
     pub fn from_u16(v: u16) -> Option<Status> {
         Some(match v {
             0 => Status::Ok,
@@ -66,29 +101,94 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The server's reply: a status and, when admitted, the granted region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
+    /// Admitted or why not.
     pub status: Status,
+    /// rkey of the node's region.
     pub rkey: u32,
+    /// Remote address of the region.
     pub addr: u64,
+    /// Size of the region in bytes.
     pub size: u64,
 }
 
+/// Why private data is not a valid request or reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes than the message needs.
+    Short {
+        /// Bytes received.
+        len: usize,
+        /// Bytes needed.
+        want: usize,
+    },
+    /// Not the rswap magic.
+    Magic(u32),
+    /// Another protocol version.
+    Version(u16),
+    /// A status this version does not know.
+    Status(u16),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            DecodeError::Short { len, want } => {
+                write!(f, "private data is {} bytes, want {}", len, want)
+            }
+            DecodeError::Magic(m) => write!(f, "bad magic {:#x}", m),
+            DecodeError::Version(v) => write!(f, "protocol version {}, want {}", v, VERSION),
+            DecodeError::Status(s) => write!(f, "unknown status {}", s),
+        }
+    }
+}
+
+// Readers of little-endian fields; callers check the length first, and
+// these return 0 rather than panic if they did not.
 fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+    b.get(o..o + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
+
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    b.get(o..o + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
 }
+
 fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+    b.get(o..o + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Checks length, magic and version of a message of `want` bytes.
+fn check_header(b: &[u8], want: usize) -> Result<(), DecodeError> {
+    if b.len() < want {
+        return Err(DecodeError::Short { len: b.len(), want });
+    }
+    if u32_at(b, 0) != MAGIC {
+        return Err(DecodeError::Magic(u32_at(b, 0)));
+    }
+    if u16_at(b, 4) != VERSION {
+        return Err(DecodeError::Version(u16_at(b, 4)));
+    }
+    Ok(())
+}
+
+fn put_header(b: &mut [u8]) {
+    b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    b[4..6].copy_from_slice(&VERSION.to_le_bytes());
 }
 
 impl Request {
+    /// The request's bytes.
     pub fn encode(&self) -> [u8; REQUEST_LEN] {
         let mut b = [0u8; REQUEST_LEN];
-        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        put_header(&mut b);
         b[6..8].copy_from_slice(&self.queue.to_le_bytes());
         b[8..16].copy_from_slice(&self.node_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.want_mib.to_le_bytes());
@@ -96,30 +196,22 @@ impl Request {
         b
     }
 
-    /// Decodes private data; the transport may pad it, so longer is fine.
-    pub fn decode(b: &[u8]) -> Result<Request, String> {
-        if b.len() < REQUEST_LEN {
-            return Err(format!(
-                "private data is {} bytes, want {REQUEST_LEN}",
-                b.len()
-            ));
-        }
-        if u32_at(b, 0) != MAGIC {
-            return Err(format!("bad magic {:#x}", u32_at(b, 0)));
-        }
-        if u16_at(b, 4) != VERSION {
-            return Err(format!("protocol version {}, want {VERSION}", u16_at(b, 4)));
-        }
+    /// Decodes a request from private data.
+    pub fn decode(b: &[u8]) -> Result<Request, DecodeError> {
+        check_header(b, REQUEST_LEN)?;
+        let mut secret = [0u8; SECRET_LEN];
+        secret.copy_from_slice(&b[24..40]);
         Ok(Request {
             queue: u16_at(b, 6),
             node_id: u64_at(b, 8),
             want_mib: u32_at(b, 16),
-            secret: b[24..40].try_into().unwrap(),
+            secret,
         })
     }
 }
 
 impl Reply {
+    /// A refusal with `status` and no region.
     pub fn refusal(status: Status) -> Reply {
         Reply {
             status,
@@ -129,10 +221,10 @@ impl Reply {
         }
     }
 
+    /// The reply's bytes.
     pub fn encode(&self) -> [u8; REPLY_LEN] {
         let mut b = [0u8; REPLY_LEN];
-        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        put_header(&mut b);
         b[6..8].copy_from_slice(&(self.status as u16).to_le_bytes());
         b[8..12].copy_from_slice(&self.rkey.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr.to_le_bytes());
@@ -140,11 +232,11 @@ impl Reply {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Reply, String> {
-        if b.len() < REPLY_LEN || u32_at(b, 0) != MAGIC || u16_at(b, 4) != VERSION {
-            return Err("not an rswap reply".into());
-        }
-        let status = Status::from_u16(u16_at(b, 6)).ok_or("unknown status")?;
+    /// Decodes a reply from private data. The region is not checked here:
+    /// a client must check that it does not overflow before using it.
+    pub fn decode(b: &[u8]) -> Result<Reply, DecodeError> {
+        check_header(b, REPLY_LEN)?;
+        let status = Status::from_u16(u16_at(b, 6)).ok_or(DecodeError::Status(u16_at(b, 6)))?;
         Ok(Reply {
             status,
             rkey: u32_at(b, 8),
@@ -154,17 +246,28 @@ impl Reply {
     }
 }
 
-/// Parses a secret given as 32 hex digits.
-pub fn parse_secret(hex: &str) -> Result<[u8; SECRET_LEN], String> {
-    let hex = hex.trim();
-    if hex.len() != 2 * SECRET_LEN || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("the secret must be {} hex digits", 2 * SECRET_LEN));
+/// Parses a secret given as 32 hex digits (surrounding white space and a
+/// trailing newline allowed, as in a secret file).
+pub fn parse_secret(hex: &[u8]) -> Option<[u8; SECRET_LEN]> {
+    // Trim by hand: `<[u8]>::trim_ascii` is newer than the kernel's rustc.
+    let start = hex
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(hex.len());
+    let end = hex
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    let hex = &hex[start..end];
+    if hex.len() != 2 * SECRET_LEN {
+        return None;
     }
+    let digit = |c: u8| (c as char).to_digit(16);
     let mut s = [0u8; SECRET_LEN];
     for (i, byte) in s.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        *byte = (digit(hex[2 * i])? * 16 + digit(hex[2 * i + 1])?) as u8;
     }
-    Ok(s)
+    Some(s)
 }
 
 /// Compares secrets without an early exit on the first differing byte.
@@ -202,13 +305,22 @@ mod tests {
     #[test]
     fn bad_requests_are_named() {
         let b = req().encode();
-        assert!(Request::decode(&b[..20]).unwrap_err().contains("bytes"));
+        assert!(Request::decode(&b[..20])
+            .unwrap_err()
+            .to_string()
+            .contains("bytes"));
         let mut m = b;
         m[0] = 0;
-        assert!(Request::decode(&m).unwrap_err().contains("magic"));
+        assert!(Request::decode(&m)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut v = b;
         v[4] = 9;
-        assert!(Request::decode(&v).unwrap_err().contains("version"));
+        assert!(Request::decode(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
     }
 
     #[test]
@@ -222,17 +334,26 @@ mod tests {
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
         let n = Reply::refusal(Status::NoSpace);
         assert_eq!(Reply::decode(&n.encode()).unwrap().status, Status::NoSpace);
+        let mut u = n.encode();
+        u[6] = 99;
+        assert_eq!(Reply::decode(&u), Err(DecodeError::Status(99)));
+        assert!(Reply::decode(&[0u8; 3]).is_err());
     }
 
     #[test]
     fn secrets_parse_and_compare() {
-        let s = parse_secret("000102030405060708090a0b0c0d0e0f").unwrap();
+        let s = parse_secret(b"000102030405060708090a0b0c0d0e0f\n").unwrap();
         assert_eq!(s[15], 15);
-        assert!(parse_secret("abc").is_err());
-        assert!(parse_secret("zz0102030405060708090a0b0c0d0e0f").is_err());
+        assert!(parse_secret(b"abc").is_none());
+        assert!(parse_secret(b"zz0102030405060708090a0b0c0d0e0f").is_none());
         assert!(secret_eq(&s, &s));
         let mut t = s;
         t[9] ^= 1;
         assert!(!secret_eq(&s, &t));
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        assert!(!format!("{:?}", req()).contains("7, 7"));
     }
 }
