@@ -1,5 +1,6 @@
 # Frontswap has one slot: rswap and zswap refuse to take it from each other.
-# Run last: once registered, zswap cannot be unregistered.
+# Run last (scripts/test.sh keeps it last): once registered, zswap cannot
+# be unregistered, and no later test could load rswap.
 . /tests/lib.sh
 expect "zswap off at boot" "$(cat /sys/module/zswap/parameters/enabled)" = N
 insmod /modules/rswap.ko || fail "insmod rswap with zswap off"
