@@ -314,7 +314,8 @@ impl PageMap {
     }
 
     /// Runs `f` on the page at `index`, if any, with the map locked: `f`
-    /// must be short and must not sleep (a page copy is fine).
+    /// must be short, must not sleep (a page copy is fine) and must not
+    /// update this map (that would deadlock on the lock).
     ///
     /// The lock matters. On a swap device with SWP_SYNCHRONOUS_IO the
     /// kernel reads a page without the swap cache, so two threads faulting

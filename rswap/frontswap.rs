@@ -6,6 +6,7 @@ use crate::backend::{BackendHandle, BackendOps};
 use crate::ffi::{to_result, try_box, PageRef};
 use crate::Core;
 use core::ffi::{c_int, c_uint, c_ulong};
+use core::mem::ManuallyDrop;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::bindings;
@@ -76,8 +77,9 @@ unsafe extern "C" fn fs_invalidate_area(swap_type: c_uint) {
 /// unloaded while frontswap may call it, and the unregistration in `drop`
 /// cannot be refused.
 pub(crate) struct Registration {
-    ops: Box<Ops>,
-    _core: Box<Core>,
+    // Dropped by hand in `drop`, and only once frontswap let go of them.
+    ops: ManuallyDrop<Box<Ops>>,
+    core: ManuallyDrop<Box<Core>>,
 }
 
 /// The ops table; its one raw pointer is the owner module's.
@@ -107,7 +109,10 @@ impl Registration {
             CORE.store(ptr::null_mut(), Ordering::Release);
             return Err(e);
         }
-        Ok(Registration { ops, _core: core })
+        Ok(Registration {
+            ops: ManuallyDrop::new(ops),
+            core: ManuallyDrop::new(core),
+        })
     }
 }
 
@@ -119,9 +124,21 @@ impl Drop for Registration {
         // calls us no more.
         let ret = unsafe { bindings::frontswap_unregister_ops(&self.ops.0) };
         if ret != 0 {
-            pr_err!("frontswap_unregister_ops failed ({}): this is a bug\n", ret);
+            // Cannot happen (see above). If it did, frontswap could still
+            // call us: leak the ops and the core rather than free them.
+            pr_err!(
+                "frontswap_unregister_ops failed ({}): this is a bug; leaking rswap's state\n",
+                ret
+            );
+            return;
         }
         CORE.store(ptr::null_mut(), Ordering::Release);
+        // SAFETY: frontswap no longer knows the ops nor calls into the
+        // core; each is dropped once, here.
+        unsafe {
+            ManuallyDrop::drop(&mut self.core);
+            ManuallyDrop::drop(&mut self.ops);
+        }
     }
 }
 

@@ -29,14 +29,18 @@
 //!   non-memalloc sockets, so rxe accepts them anyway. virtio-net's receive
 //!   buffers never come from the reserves either way.
 //! - So the risk is not a hang (every wait here is bounded) but a failed
-//!   request when the machine is nearly out of memory: a store then goes
-//!   to the swap disk, and only a failed load loses a page. A real RDMA NIC
-//!   allocates nothing per packet (it DMAs from the registered page), so
-//!   this is a Soft-RoCE concern. A complete fix would be an rxe patch
-//!   (allocate with `__GFP_MEMALLOC` for swap QPs, treat an allocation
-//!   failure as a retry). The lab test `lab_pressure` swaps at 8x
-//!   memory.max with ~40 MiB free system-wide and checks nothing hangs and
-//!   every byte verifies.
+//!   request, and an errored QP, when the machine is nearly out of memory.
+//!   A failed write only refuses that store (the page goes to the swap
+//!   disk) and leaves its queue unusable; it does not mark the server
+//!   down (server.rs). A failed read does mark the server down, and then
+//!   every page on it is lost (SIGBUS), until queues are rebuilt on
+//!   failure (not done yet). A real RDMA NIC allocates nothing per packet
+//!   (it DMAs from the registered page), so this is a Soft-RoCE concern. A
+//!   complete fix would be an rxe patch (allocate with `__GFP_MEMALLOC`
+//!   for swap QPs, treat an allocation failure as a retry). The lab test
+//!   `lab_pressure` swaps at 8x memory.max while a locked hog leaves ~16
+//!   MiB available system-wide (kswapd must scan), and checks nothing hangs
+//!   and every byte verifies.
 
 use crate::ffi::PageRef;
 use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, Pd};

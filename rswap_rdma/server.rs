@@ -56,15 +56,19 @@ fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
         }
         ConnectError::Rejected(p, n, status) => {
             let (msg, err) = match Reply::decode(&p[..n.min(PRIVATE_MAX)]).ok().map(|r| r.status) {
-                Some(Status::BadRequest) => {
-                    ("refused: it does not understand our request", code::EINVAL)
-                }
+                Some(Status::BadRequest) => (
+                    "refused: it did not understand our request or failed to serve it (its log says which)",
+                    code::EINVAL,
+                ),
                 Some(Status::BadSecret) => ("refused: wrong secret", code::EPERM),
                 Some(Status::NotAllowed) => (
                     "refused: this node's address is not in its --allow list",
                     code::EPERM,
                 ),
-                Some(Status::NoSpace) => ("refused: its pool is full", code::ENOSPC),
+                Some(Status::NoSpace) => (
+                    "refused: no room (its pool is full, or a limit such as --max-nodes was reached; its log says which)",
+                    code::ENOSPC,
+                ),
                 Some(Status::Ok) | None => (
                     "rejected the connection (no memserver on that port?)",
                     code::ECONNREFUSED,
@@ -241,6 +245,19 @@ impl Server {
                 self.stats.reads.fetch_add(1, Ordering::Relaxed);
                 self.stats.read_lat.record(dt);
                 Ok(())
+            }
+            Err(f) if op == Op::Write => {
+                // A failed write loses nothing: the store is refused and
+                // the page goes to the next tier or the swap disk. It says
+                // little about the server either: on Soft-RoCE one failed
+                // GFP_ATOMIC packet allocation errors the QP (see
+                // queue.rs). So it does not mark the server down, which
+                // would lose every page on it; this queue stays unusable
+                // (its stores are refused) until queues are rebuilt. A
+                // server that is really gone is marked down by its first
+                // failed read.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(f.errno())
             }
             Err(f) => {
                 self.fail(f);

@@ -33,8 +33,11 @@ used=0 bad=0 i=0
 while [ $i -lt $ROUNDS ]; do
 	i=$((i + 1))
 	swap_on || { fail "round $i: swapon"; continue; }
+	s0=$(stat rswap/stores)
 	walk 4M --mib 8 --random-passes 0 --seed $i >/dev/null || { bad=$((bad + 1)); fail "round $i: pagewalker exit $? ($(cat /tmp/walk))"; }
-	[ "$(stat rswap/stores)" -gt 0 ] 2>/dev/null && used=$((used + 1))
+	# rswap took this round's pages if its counter grew during the walk
+	# (it cannot be reloaded while it holds the area).
+	[ "$s0" -ge 0 ] && [ "$(stat rswap/stores)" -gt "$s0" ] && used=$((used + 1))
 	swapoff "$SWAPDEV" || fail "round $i: swapoff"
 	usleep $((RANDOM % 300000))
 done
@@ -47,6 +50,7 @@ read loads refused </tmp/lifetime.churn
 expect "every walk verified" "$bad" -eq 0
 expect "rounds in which rswap took pages" "$used" -gt 5
 expect "rswap was loaded and unloaded" "$loads" -gt 5
+expect "rmmod raced swap being on (and was refused)" "$refused" -gt 0
 note "$ROUNDS rounds: $used with rswap storing; rswap loaded $loads times, rmmod refused $refused times while swap was on"
 grep -q '^rswap ' /proc/modules && fail "rswap still loaded"
 finish
