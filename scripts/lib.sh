@@ -188,7 +188,7 @@ rswap_boot() {
 	timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
 		-accel tcg,thread=multi -cpu max -smp 2 -m 512M \
 		-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 $*" \
+		-append "console=ttyS0 panic=-1 log_buf_len=4M $*" \
 		-drive file="$disk",if=virtio,format=raw,cache=unsafe \
 		-nic none -display none -serial file:"$out" -monitor none -no-reboot \
 		</dev/null >/dev/null 2>&1
@@ -239,7 +239,7 @@ lab_qemu() { # lab_qemu <console> <mem> <smp> <append> <qemu args...>
 	: >"$console"
 	qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
 		-kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$INITRD" \
-		-append "console=ttyS0 panic=-1 $append" \
+		-append "console=ttyS0 panic=-1 log_buf_len=4M $append" \
 		-display none -serial file:"$console" -monitor none -no-reboot "$@" \
 		</dev/null >/dev/null 2>&1 &
 }

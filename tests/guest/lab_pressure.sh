@@ -1,6 +1,8 @@
 # Swap over Soft-RoCE while the whole machine is short of memory, not just
-# the cgroup: a locked hog leaves ~16 MiB available, so kswapd reclaims
-# system-wide, and the walker runs at 8x its memory.max. rxe allocates every packet it sends with GFP_ATOMIC in a
+# the cgroup: a locked hog leaves ~24 MiB available, vm.min_free_kbytes is
+# raised so that the free memory left sits just above the low watermark
+# (kswapd must reclaim system-wide), and the walker runs at 8x its
+# memory.max. rxe allocates every packet it sends with GFP_ATOMIC in a
 # tasklet (PF_MEMALLOC masked), so this is where it could stall or drop.
 # Nothing may hang (hung-task and soft-lockup detectors stay silent) and
 # every byte must verify. See the rxe note in rswap_rdma/queue.rs.
@@ -10,16 +12,19 @@ swap_on || fail "swapon"
 # A task stuck 30 s (not the default 120) counts as hung here.
 echo 30 >/proc/sys/kernel/hung_task_timeout_secs
 avail=$(awk '/MemAvailable/{print int($2 / 1024)}' /proc/meminfo)
-hog=$((avail - 16))
+hog=$((avail - 24))
 rm -f /tmp/hog.stop
 /bin/pagewalker --mib "$hog" --lock --random-passes 0 --pause /tmp/hog.stop >/tmp/hog.out 2>&1 &
 hogpid=$!
 i=0
 while ! grep -q paused /tmp/hog.out && [ $i -lt 600 ]; do usleep 200000; i=$((i + 1)); done
-note "hog holds $hog MiB locked; free now $(awk '/MemFree/{print int($2 / 1024)}' /proc/meminfo) MiB, available $(awk '/MemAvailable/{print int($2 / 1024)}' /proc/meminfo) MiB"
+minfree0=$(cat /proc/sys/vm/min_free_kbytes)
+echo $(($(awk '/MemFree/{print $2}' /proc/meminfo) * 3 / 4)) >/proc/sys/vm/min_free_kbytes
+note "hog holds $hog MiB locked, min_free_kbytes $minfree0 -> $(cat /proc/sys/vm/min_free_kbytes); free now $(awk '/MemFree/{print int($2 / 1024)}' /proc/meminfo) MiB, available $(awk '/MemAvailable/{print int($2 / 1024)}' /proc/meminfo) MiB"
 skb0=$(dmesg | grep -c 'Failed allocating skb')
 scan0=$(vmstat pgscan_kswapd)
 walk 4M --mib 32 --random-passes 1 || fail "pagewalker exit $?"
+echo "$minfree0" >/proc/sys/vm/min_free_kbytes
 touch /tmp/hog.stop
 wait $hogpid || fail "the hog failed: $(tail -2 /tmp/hog.out)"
 expect "data verified under global pressure" "$(walkval mismatches)" -eq 0
