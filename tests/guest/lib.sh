@@ -1,12 +1,17 @@
 # Helpers for the guest test scripts (busybox sh). Source it.
 T=${1:-test}
 FAILS=0
+FIRST_FAIL=
 CG=/sys/fs/cgroup/walk
 DBG=/sys/kernel/debug
 SWAPDEV=/dev/vda
 
 note() { echo "[$T] $*"; }
-fail() { echo "[$T] FAIL: $*"; FAILS=$((FAILS + 1)); }
+fail() {
+	echo "[$T] FAIL: $*"
+	FAILS=$((FAILS + 1))
+	[ -n "$FIRST_FAIL" ] || FIRST_FAIL=$(echo "$*" | head -c 300 | tr '\n' ' ')
+}
 
 # Counter from debugfs, e.g. stat rswap/stores or stat rswap/dram/loads.
 stat() { cat "$DBG/$1" 2>/dev/null || echo -1; }
@@ -78,7 +83,7 @@ finish() {
 	if [ "$FAILS" -eq 0 ]; then
 		echo "RSWAP-RESULT $T PASS"
 	else
-		echo "RSWAP-RESULT $T FAIL $FAILS checks failed"
+		echo "RSWAP-RESULT $T FAIL $FAILS checks failed, first: $FIRST_FAIL"
 	fi
 }
 
