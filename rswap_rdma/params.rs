@@ -18,6 +18,8 @@ pub(crate) struct Params {
     pub(crate) mib: u32,
     pub(crate) timeout_ms: u32,
     pub(crate) node_id: u64,
+    /// How long a server may be unreachable before its pages are lost.
+    pub(crate) loss_timeout_s: u32,
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -94,6 +96,11 @@ pub(crate) fn parse() -> Result<Params> {
         pr_err!("timeout_ms={} is outside 100..60000\n", timeout_ms);
         return Err(code::EINVAL);
     }
+    let loss_timeout_s = params::loss_timeout_s();
+    if !(1..=3600).contains(&loss_timeout_s) {
+        pr_err!("loss_timeout_s={} is outside 1..3600\n", loss_timeout_s);
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,
@@ -104,5 +111,6 @@ pub(crate) fn parse() -> Result<Params> {
         mib,
         timeout_ms,
         node_id,
+        loss_timeout_s,
     })
 }

@@ -10,8 +10,16 @@
 //!   store is refused and the swap device takes the page.
 //! - [`Region`]: a server's region, checked once when it is granted; slot
 //!   `i` is the page at `addr + i * PAGE_SIZE`.
-//! - [`Slots`]: the free slots of a region.
-//! - [`Placement`]: swap key -> (server, slot) of every page held.
+//! - [`Slots`]: the free slots of a region, and its generation.
+//! - [`Placement`]: swap key -> (server, slot, generation) of every page
+//!   held.
+//!
+//! Generations: when a server's pages are declared lost (it was
+//! unreachable past `loss_timeout_s`, or it came back with a new, empty
+//! region), its generation goes up and all its slots are free again. An
+//! entry of an older generation is a lost page: a load fails with EIO
+//! (never stale data), and an invalidate frees no slot, since that slot may
+//! already hold a page of the new generation.
 
 use crate::ffi::{SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
 use crate::rdma;
@@ -110,34 +118,99 @@ impl Region {
     }
 }
 
-/// The free slots of a region. Taken and given back in any context
-/// (invalidate may not sleep): a spinlock, never held across anything but
-/// a vector push or pop.
-pub(crate) struct Slots(Box<SpinLock<Vec<u32>>>);
+/// Generations are kept in 14 bits of a placement entry.
+pub(crate) const GEN_MASK: u32 = 0x3fff;
+
+struct Free {
+    free: Vec<u32>,
+    gen: u32,
+}
+
+/// The free slots of a region and their generation. Taken and given back
+/// in any context (invalidate may not sleep): a spinlock, never held
+/// across anything but vector pushes and pops.
+pub(crate) struct Slots(Box<SpinLock<Free>>);
 
 impl Slots {
-    /// All `n` slots free; slot 0 is handed out first.
+    /// All `n` slots free, generation 0; slot 0 is handed out first.
     pub(crate) fn new(n: u32) -> Result<Slots> {
         let mut free = Vec::new();
         free.try_reserve_exact(n as usize)?;
-        for s in (0..n).rev() {
-            free.try_push(s)?;
-        }
-        Ok(Slots(SpinLock::new(free)?))
+        let mut f = Free { free, gen: 0 };
+        f.refill(n);
+        Ok(Slots(SpinLock::new(f)?))
     }
 
-    pub(crate) fn take(&self) -> Option<u32> {
-        self.0.with(|v| v.pop())
+    /// A free slot and the generation it belongs to.
+    pub(crate) fn take(&self) -> Option<(u32, u32)> {
+        self.0.with(|f| f.free.pop().map(|s| (s, f.gen)))
     }
 
-    /// Gives `slot` back; false if it could not be (never: the vector was
-    /// reserved for every slot, so this does not allocate).
-    pub(crate) fn put(&self, slot: u32) -> bool {
-        self.0.with(|v| v.try_push(slot)).is_ok()
+    /// Gives back `slot` of generation `gen`; false if the generation has
+    /// moved on (every slot was freed then) or it could not be (never: the
+    /// vector was reserved for every slot, so this does not allocate).
+    pub(crate) fn put(&self, slot: u32, gen: u32) -> bool {
+        self.0
+            .with(|f| f.gen == gen && f.free.try_push(slot).is_ok())
+    }
+
+    /// The current generation.
+    pub(crate) fn gen(&self) -> u32 {
+        self.0.with(|f| f.gen)
+    }
+
+    /// Starts a new generation with the first `n` slots free (at most as
+    /// many as at creation): every page of older generations is lost.
+    /// Returns the new generation.
+    pub(crate) fn reset(&self, n: u32) -> u32 {
+        self.0.with(|f| {
+            f.gen = (f.gen + 1) & GEN_MASK;
+            f.free.clear();
+            f.refill(n);
+            f.gen
+        })
     }
 }
 
-/// Where each held page is: swap key -> (server index, slot).
+impl Free {
+    /// Frees slots `0..n`, within the reserved capacity (no allocation).
+    fn refill(&mut self, n: u32) {
+        let n = (n as usize).min(self.free.capacity());
+        for s in (0..n as u32).rev() {
+            // Cannot fail: within capacity.
+            let _ = self.free.try_push(s);
+        }
+    }
+}
+
+/// Where a held page is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) server: usize,
+    pub(crate) slot: u32,
+    /// The server's slot generation when the page was stored.
+    pub(crate) gen: u32,
+}
+
+impl Place {
+    // An xarray value holds 63 bits: gen in 48..62, server in 32..48, slot
+    // in 0..32.
+    fn encode(self) -> u64 {
+        ((self.gen & GEN_MASK) as u64) << 48
+            | ((self.server as u64) & 0xffff) << 32
+            | self.slot as u64
+    }
+
+    fn decode(v: u64) -> Place {
+        Place {
+            server: ((v >> 32) & 0xffff) as usize,
+            slot: v as u32,
+            gen: (v >> 48) as u32 & GEN_MASK,
+        }
+    }
+}
+
+/// Where each held page is: swap key -> [`Place`].
 pub(crate) struct Placement(ValueMap);
 
 impl Placement {
@@ -145,16 +218,15 @@ impl Placement {
         Ok(Placement(ValueMap::new()?))
     }
 
-    pub(crate) fn insert(&self, key: u64, server: usize, slot: u32) -> Result {
-        self.0
-            .insert(key, ((server as u64) << 32) | slot as u64, GFP_SWAPOUT)
+    pub(crate) fn insert(&self, key: u64, p: Place) -> Result {
+        self.0.insert(key, p.encode(), GFP_SWAPOUT)
     }
 
-    pub(crate) fn get(&self, key: u64) -> Option<(usize, u32)> {
-        self.0.get(key).map(|v| ((v >> 32) as usize, v as u32))
+    pub(crate) fn get(&self, key: u64) -> Option<Place> {
+        self.0.get(key).map(Place::decode)
     }
 
-    pub(crate) fn remove(&self, key: u64) -> Option<(usize, u32)> {
-        self.0.remove(key).map(|v| ((v >> 32) as usize, v as u32))
+    pub(crate) fn remove(&self, key: u64) -> Option<Place> {
+        self.0.remove(key).map(Place::decode)
     }
 }

@@ -31,10 +31,11 @@
 //! - So the risk is not a hang (every wait here is bounded) but a failed
 //!   request, and an errored QP, when the machine is nearly out of memory.
 //!   A failed write only refuses that store (the page goes to the swap
-//!   disk) and leaves its queue unusable; it does not mark the server
-//!   down (server.rs). A failed read does mark the server down, and then
-//!   every page on it is lost (SIGBUS), until queues are rebuilt on
-//!   failure (not done yet). A real RDMA NIC allocates nothing per packet
+//!   disk); a failed read is retried on another queue. Either way the
+//!   queue is rebuilt by the recovery thread and its server is
+//!   reconnecting meanwhile (server.rs): stores skip it for a moment, and
+//!   no page is lost unless the server stays unreachable for
+//!   `loss_timeout_s`. A real RDMA NIC allocates nothing per packet
 //!   (it DMAs from the registered page), so this is a Soft-RoCE concern. A
 //!   complete fix would be an rxe patch (allocate with `__GFP_MEMALLOC`
 //!   for swap QPs, treat an allocation failure as a retry). The lab test
@@ -44,27 +45,59 @@
 
 use crate::ffi::PageRef;
 use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, Pd};
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
 /// Send queue depth of a connection; one request is in flight at a time.
 pub(crate) const QUEUE_DEPTH: u32 = 4;
 
-/// One connection, used by one request at a time.
-pub(crate) struct Queue(Box<Mutex<Conn>>);
+impl Op {
+    /// Queue `q` of a server carries reads if even, writes if odd.
+    pub(crate) fn of_queue(q: usize) -> Op {
+        if q % 2 == 0 {
+            Op::Read
+        } else {
+            Op::Write
+        }
+    }
+}
+
+/// One connection, used by one request at a time, and whether it is
+/// broken (a request on it failed, or the CM said it is gone) and waits
+/// to be rebuilt.
+pub(crate) struct Queue {
+    conn: Box<Mutex<Conn>>,
+    /// Its index among the server's queues, sent when (re)connecting.
+    index: usize,
+    broken: AtomicBool,
+}
 
 impl Queue {
-    pub(crate) fn new(conn: Conn, op: Op) -> Result<Queue> {
+    pub(crate) fn new(conn: Conn, index: usize, op: Op) -> Result<Queue> {
         let class = match op {
             Op::Read => LockClass::ReadQueue,
             Op::Write => LockClass::WriteQueue,
         };
-        Ok(Queue(Mutex::new(conn, class)?))
+        Ok(Queue {
+            conn: Mutex::new(conn, class)?,
+            index,
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Known broken: not worth a request until rebuilt.
+    pub(crate) fn broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// One page transfer, waiting for the queue and then for completion.
     /// When this returns the device is done with the page (see
-    /// [`Conn::transfer`]).
+    /// [`Conn::transfer`]). A failure marks the queue broken.
     pub(crate) fn transfer(
         &self,
         pd: &Pd,
@@ -74,7 +107,7 @@ impl Queue {
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
-        self.0.with(|c| {
+        let r = self.conn.with(|c| {
             c.transfer(pd, page, op, remote, rkey, timeout)?;
             // A write is kept only if, after its successful completion, the
             // connection is still there: the server may have gone while
@@ -83,11 +116,48 @@ impl Queue {
                 return Err(Failure::Disconnected);
             }
             Ok(())
-        })
+        });
+        if r.is_err() {
+            self.broken.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Marks the queue broken if the CM reported its connection lost
+    /// while it was idle (the server went away between requests). True
+    /// if it is broken.
+    pub(crate) fn check(&self) -> bool {
+        if !self.broken() && self.conn.with(|c| c.lost()) {
+            self.broken.store(true, Ordering::Release);
+        }
+        self.broken()
+    }
+
+    /// Replaces the connection with `open()` if it is broken or the CM
+    /// reported it lost. Ok(true): rebuilt; Ok(false): it was fine.
+    ///
+    /// No queue lock is held while connecting: connecting allocates
+    /// (GFP_KERNEL), reclaim may then store a page, and a store takes a
+    /// write queue's lock. The new connection is swapped in under the
+    /// lock, so no request runs on either while it changes; the old one is
+    /// torn down after the lock is released (teardown waits for the
+    /// device, see rdma.rs).
+    pub(crate) fn rebuild(&self, open: impl FnOnce() -> Result<Conn>) -> Result<bool> {
+        if !self.check() {
+            return Ok(false);
+        }
+        let new = open()?;
+        let old = self.conn.with(|c| {
+            let old = core::mem::replace(c, new);
+            self.broken.store(false, Ordering::Release);
+            old
+        });
+        drop(old);
+        Ok(true)
     }
 }
 
-/// A server's queues: `read[i]` and `write[i]` for CPU `i` (modulo).
+/// A server's queues: for CPU `i` (modulo), `read[i]` and `write[i]`.
 pub(crate) struct Queues {
     read: Vec<Queue>,
     write: Vec<Queue>,
@@ -101,23 +171,55 @@ impl Queues {
         }
     }
 
-    pub(crate) fn push(&mut self, conn: Conn, op: Op) -> Result {
-        let q = Queue::new(conn, op)?;
-        match op {
+    pub(crate) fn push(&mut self, q: Queue) -> Result {
+        match Op::of_queue(q.index) {
             Op::Read => self.read.try_push(q)?,
             Op::Write => self.write.try_push(q)?,
         }
         Ok(())
     }
 
+    fn of(&self, op: Op) -> &[Queue] {
+        match op {
+            Op::Read => &self.read,
+            Op::Write => &self.write,
+        }
+    }
+
     /// This CPU's queue for `op`; None if there is none (never after a
     /// successful connect).
     pub(crate) fn for_cpu(&self, op: Op) -> Option<&Queue> {
-        let qs = match op {
-            Op::Read => &self.read,
-            Op::Write => &self.write,
-        };
+        let qs = self.of(op);
         qs.get(rdma::cpu_id() % qs.len().max(1))
+    }
+
+    /// Runs `f` on the first queue for `op` not known broken, starting
+    /// with this CPU's; None if every one is broken.
+    pub(crate) fn first_working<R>(&self, op: Op, f: impl FnOnce(&Queue) -> R) -> Option<R> {
+        let qs = self.of(op);
+        let n = qs.len();
+        let start = rdma::cpu_id() % n.max(1);
+        (0..n)
+            .map(|i| &qs[(start + i) % n])
+            .find(|q| !q.broken())
+            .map(f)
+    }
+
+    /// Every queue, reads and writes.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Queue> {
+        self.read.iter().chain(self.write.iter())
+    }
+
+    /// Whether any queue is broken, checking each with [`Queue::check`].
+    pub(crate) fn any_broken(&self) -> bool {
+        self.iter().fold(false, |any, q| q.check() || any)
+    }
+
+    /// Marks every queue for a rebuild (the session changed).
+    pub(crate) fn mark_all_broken(&self) {
+        for q in self.iter() {
+            q.broken.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -132,12 +234,14 @@ impl Failure {
         }
     }
 
-    /// Why the server is marked down, for the log.
+    /// What went wrong, for the log.
     pub(crate) fn why(self) -> &'static str {
         match self {
-            Failure::Disconnected => "disconnected",
-            Failure::TornDown => "queue destroyed after a lost request",
-            Failure::Post(_) | Failure::Completion(_) | Failure::Timeout => "RDMA error or timeout",
+            Failure::Disconnected => "a queue was disconnected",
+            Failure::TornDown => "a queue was destroyed after a lost request",
+            Failure::Post(_) => "posting a request failed",
+            Failure::Completion(_) => "an RDMA request failed",
+            Failure::Timeout => "an RDMA request timed out",
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   [`Conn::transfer`], one RDMA READ or WRITE of a page with polled
 //!   completion, which owns the DMA-safety rule below;
 //! - [`Pd`]: a protection domain;
+//! - [`Worker`]: a kernel thread that runs a function periodically, used
+//!   to rebuild failed connections;
 //! - [`params`]: the module parameters declared in rswap_rdma_glue.c.
 //!
 //! The DMA-safety rule: a page mapped for the device goes back to the
@@ -75,6 +77,18 @@ pub(crate) fn random_below(n: u64) -> u64 {
 }
 
 /// Yields the CPU if something else should run.
+/// `j` jiffies in milliseconds.
+pub(crate) fn jiffies_to_ms(j: u64) -> u64 {
+    // SAFETY: a pure conversion.
+    unsafe { bindings::jiffies_to_msecs(j as _) as u64 }
+}
+
+/// Sleeps `ms` milliseconds. May sleep: never under a spinlock.
+pub(crate) fn sleep_ms(ms: u32) {
+    // SAFETY: msleep only sleeps; callers are in process context.
+    unsafe { bindings::msleep(ms) };
+}
+
 fn cond_resched() {
     // SAFETY: only called from process context that may sleep (the
     // store/load paths and module init).
@@ -321,6 +335,14 @@ impl CmState {
 // ---------------------------------------------------------------------------
 // Protection domain.
 
+/// The PD a new connection uses.
+pub(crate) enum PdRef<'a> {
+    /// The server's first connection: create the PD here if it is None.
+    Create(&'a mut Option<Pd>),
+    /// A later connection (a rebuilt queue): the server's PD.
+    Use(&'a Pd),
+}
+
 /// A protection domain on a device; deallocated on drop.
 pub(crate) struct Pd {
     pd: *mut bindings::ib_pd,
@@ -429,12 +451,13 @@ pub(crate) struct Conn {
 unsafe impl Send for Conn {}
 
 impl Conn {
-    /// Connects to `to`, sending `request` as private data. Creates the
-    /// server's PD in `pd` on first use. Every step is bounded by `ms`.
-    /// Returns the connection and the private data of the accept.
+    /// Connects to `to`, sending `request` as private data, with the
+    /// server's PD (`PdRef::Use`), or one created on first use
+    /// (`PdRef::Create`). Every step is bounded by `ms`. Returns the
+    /// connection and the private data of the accept.
     pub(crate) fn connect(
         to: Endpoint,
-        pd: &mut Option<Pd>,
+        pd: PdRef<'_>,
         request: &[u8],
         ms: u32,
         depth: u32,
@@ -493,16 +516,23 @@ impl Conn {
         conn.expect(CmEvent::RouteResolved, ms, "route resolution")?;
         // SAFETY: after route resolution the id is bound to a device.
         let device = unsafe { (*id).device };
-        if pd.is_none() {
-            // SAFETY: a live device; the caller name is a static string.
-            let p =
-                unsafe { bindings::__ib_alloc_pd(device, 0, b"rswap_rdma\0".as_ptr() as *const _) };
-            if is_err_ptr(p) {
-                return Err(ConnectError::Setup("ib_alloc_pd", ptr_err(p)));
-            }
-            *pd = Some(Pd { pd: p, device });
-        }
         let pdr = match pd {
+            PdRef::Create(slot) => {
+                if slot.is_none() {
+                    // SAFETY: a live device; the caller name is a static string.
+                    let p = unsafe {
+                        bindings::__ib_alloc_pd(device, 0, b"rswap_rdma\0".as_ptr() as *const _)
+                    };
+                    if is_err_ptr(p) {
+                        return Err(ConnectError::Setup("ib_alloc_pd", ptr_err(p)));
+                    }
+                    *slot = Some(Pd { pd: p, device });
+                }
+                slot.as_ref()
+            }
+            PdRef::Use(p) => Some(p),
+        };
+        let pdr = match pdr {
             Some(p) if p.device == device => p,
             _ => {
                 return Err(ConnectError::Setup(
@@ -797,6 +827,94 @@ impl Drop for Conn {
 }
 
 // ---------------------------------------------------------------------------
+// A periodic kernel thread.
+
+struct WorkerInner<T> {
+    ctx: Box<T>,
+    work: fn(&T),
+    period: u64,
+}
+
+/// A kernel thread that calls `work(ctx)` every `period_ms` until the
+/// Worker is dropped. The Worker owns `ctx`; drop stops the thread (and
+/// waits for a running `work` to return) before `ctx` goes, so the thread
+/// never sees it freed.
+pub(crate) struct Worker<T: Sync> {
+    task: *mut bindings::task_struct,
+    inner: Box<WorkerInner<T>>,
+}
+
+// SAFETY: the task pointer is only passed to kthread_stop, from any thread;
+// `ctx` is Sync and shared with the thread by reference only.
+unsafe impl<T: Sync> Send for Worker<T> {}
+// SAFETY: as for Send: through `&Worker` only `ctx` is reachable, as `&T`.
+unsafe impl<T: Sync> Sync for Worker<T> {}
+
+unsafe extern "C" fn worker_main<T: Sync>(data: *mut c_void) -> c_int {
+    // SAFETY: `data` is the WorkerInner given to kthread_create_on_node; it
+    // outlives the thread (Worker's drop stops the thread first).
+    let w = unsafe { &*(data as *const WorkerInner<T>) };
+    // SAFETY: called on this kthread.
+    while !unsafe { bindings::kthread_should_stop() } {
+        (w.work)(&w.ctx);
+        // SAFETY: sleeps interruptibly (not counted as hung); kthread_stop
+        // wakes us.
+        unsafe { bindings::schedule_timeout_interruptible(w.period as _) };
+    }
+    0
+}
+
+impl<T: Sync> Worker<T> {
+    /// Starts the thread, named `name` (NUL-terminated).
+    pub(crate) fn start(
+        name: &'static [u8],
+        ctx: Box<T>,
+        work: fn(&T),
+        period_ms: u32,
+    ) -> Result<Worker<T>> {
+        if name.last() != Some(&0) {
+            return Err(code::EINVAL);
+        }
+        let inner = try_box(WorkerInner {
+            ctx,
+            work,
+            period: ms_to_jiffies(period_ms),
+        })?;
+        // SAFETY: `inner` is boxed, so its address is stable, and it lives
+        // until after kthread_stop (Drop); `name` is a NUL-terminated
+        // format without conversions.
+        let task = unsafe {
+            bindings::kthread_create_on_node(
+                Some(worker_main::<T>),
+                &*inner as *const WorkerInner<T> as *mut c_void,
+                bindings::NUMA_NO_NODE,
+                name.as_ptr() as *const _,
+            )
+        };
+        if is_err_ptr(task) {
+            return Err(ptr_err(task));
+        }
+        // SAFETY: a thread just created and not yet woken.
+        unsafe { bindings::wake_up_process(task) };
+        Ok(Worker { task, inner })
+    }
+
+    /// The context the thread works on.
+    pub(crate) fn ctx(&self) -> &T {
+        &self.inner.ctx
+    }
+}
+
+impl<T: Sync> Drop for Worker<T> {
+    fn drop(&mut self) {
+        // SAFETY: our thread, which runs until kthread_stop (it never
+        // returns by itself); kthread_stop waits for it to exit, after
+        // which `inner` may be freed.
+        unsafe { bindings::kthread_stop(self.task) };
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Module parameters.
 
 /// The module parameters (declared in rswap_rdma_glue.c), read as raw
@@ -810,6 +928,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_mib_per_server() -> c_uint;
         fn rswap_rdma_param_timeout_ms() -> c_uint;
         fn rswap_rdma_param_node_id() -> c_ulong;
+        fn rswap_rdma_param_loss_timeout_s() -> c_uint;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -849,5 +968,10 @@ pub(crate) mod params {
     pub(crate) fn node_id() -> u64 {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_node_id() as u64 }
+    }
+
+    pub(crate) fn loss_timeout_s() -> u32 {
+        // SAFETY: as above.
+        unsafe { rswap_rdma_param_loss_timeout_s() }
     }
 }

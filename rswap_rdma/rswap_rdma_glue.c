@@ -32,6 +32,10 @@ static unsigned long node_id;
 module_param(node_id, ulong, 0444);
 MODULE_PARM_DESC(node_id, "This compute node's id at the servers (default: random)");
 
+static unsigned int loss_timeout_s = 30;
+module_param(loss_timeout_s, uint, 0444);
+MODULE_PARM_DESC(loss_timeout_s, "How long a server may be unreachable before its pages are declared lost; faults on its pages wait up to this long while its queues are rebuilt, in s (1-3600, default 30)");
+
 const char *rswap_rdma_param_servers(void);
 const char *rswap_rdma_param_servers(void) { return servers; }
 const char *rswap_rdma_param_secret(void);
@@ -42,6 +46,8 @@ unsigned int rswap_rdma_param_timeout_ms(void);
 unsigned int rswap_rdma_param_timeout_ms(void) { return timeout_ms; }
 unsigned long rswap_rdma_param_node_id(void);
 unsigned long rswap_rdma_param_node_id(void) { return node_id; }
+unsigned int rswap_rdma_param_loss_timeout_s(void);
+unsigned int rswap_rdma_param_loss_timeout_s(void) { return loss_timeout_s; }
 
 /*
  * Two call sites of mutex_init(), so two lockdep classes: every read queue

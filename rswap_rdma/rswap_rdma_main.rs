@@ -9,11 +9,11 @@
 //! one-sided RDMA WRITE and comes back with an RDMA READ.
 //!
 //! Where a stored page goes: [`Rdma::store`] (below) picks a server
-//! (`placement::pick`, in proportion to free slots), takes a free slot
-//! (`Server::take_slot`), writes the page there (`Server::write` ->
-//! `Queue::transfer` -> `Conn::transfer`) and records key -> (server, slot)
+//! (`placement::pick`, in proportion to free slots); `Server::store` takes
+//! a free slot and writes the page there (`Queue::transfer` ->
+//! `Conn::transfer`); then key -> (server, slot, generation) is recorded
 //! (`placement::Placement`). [`Rdma::load`] looks the key up and reads the
-//! slot back; [`Rdma::invalidate`] frees the slot.
+//! slot back (`Server::read`); [`Rdma::invalidate`] frees the slot.
 //!
 //! The files:
 //!
@@ -22,22 +22,23 @@
 //! | `rswap_rdma_main.rs` | the module: init, and the rswap [`Backend`] (store, load, invalidate) |
 //! | `params.rs` | the module parameters, validated |
 //! | `../memserver/src/proto.rs` | the wire protocol: connect request and reply; one file, included by memserver and by this module |
-//! | `server.rs` | a server: connecting, its region, its health (up/down), one page transfer |
+//! | `server.rs` | a server: connecting, its session and region, its health (up, reconnecting, lost) and recovery, one page transfer |
 //! | `placement.rs` | server choice, the region's slots and their bounds, the key -> slot map |
-//! | `queue.rs` | queues: a connection per CPU and direction, one request at a time, failures |
+//! | `queue.rs` | queues: a connection per CPU and direction, one request at a time, failures, rebuilding |
 //! | `stats.rs` | per-server counters and their debugfs files |
-//! | `rdma.rs` | the FFI layer: CM connections, QPs, CQs, DMA mapping, post/poll, the queue mutex, parameters; every `unsafe` block |
+//! | `rdma.rs` | the FFI layer: CM connections, QPs, CQs, DMA mapping, post/poll, the queue mutex, the recovery thread, parameters; every `unsafe` block |
 //! | `rswap_rdma_glue.c` | C for what Rust cannot reach: `module_param`, `mutex_init`/`mutex_lock` |
 //!
 //! Shared with rswap: `../rswap/backend.rs` (the backend ABI) and
 //! `../rswap/ffi.rs` (pages, xarray, debugfs, spinlock).
 //!
 //! A server that stops answering (an RDMA error, a request past the
-//! timeout, or the CM reporting a disconnect) is marked down: stores skip
-//! it, and loads of pages that lived only there fail with EIO, which the
-//! kernel turns into SIGBUS for the task rather than stale data. A page is
-//! handed back to the kernel only once the NIC can no longer touch it (see
-//! rdma.rs).
+//! timeout, or the CM reporting a disconnect) is reconnecting: a kernel
+//! thread (`rswap_rdma`) rebuilds its queues, stores skip it, and loads of
+//! its pages wait for it up to `loss_timeout_s`. Past that its pages are
+//! lost: loads of them fail with EIO, which the kernel turns into SIGBUS
+//! for the task rather than stale data (server.rs). A page is handed back
+//! to the kernel only once the NIC can no longer touch it (see rdma.rs).
 
 use core::sync::atomic::Ordering;
 use kernel::error::code;
@@ -60,8 +61,9 @@ mod server;
 mod stats;
 
 use backend::{Backend, Registration, SwapKey};
-use ffi::{DebugfsDir, PageRef};
-use placement::Placement;
+use ffi::{try_box, DebugfsDir, PageRef};
+use placement::{Place, Placement};
+use rdma::Worker;
 use server::Server;
 
 module! {
@@ -79,41 +81,60 @@ struct Rdma {
     /// it fails).
     _dirs: Vec<DebugfsDir>,
     _root: DebugfsDir,
-    servers: Vec<Server>,
+    /// The servers, owned by the recovery thread's Worker, which stops the
+    /// thread before they go.
+    servers: Worker<Vec<Server>>,
     placement: Placement,
     /// Bound on each RDMA operation, in jiffies.
     timeout: u64,
 }
 
+/// The recovery thread's work, every [`RECOVERY_PERIOD_MS`].
+fn recover(servers: &Vec<Server>) {
+    for s in servers.iter() {
+        s.recover();
+    }
+}
+
+const RECOVERY_PERIOD_MS: u32 = 100;
+
 impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {
-        let (i, s) = placement::pick(&self.servers).ok_or(code::ENOSPC)?;
-        let slot = s.take_slot().ok_or(code::ENOSPC)?;
-        let r = s
-            .write(page, slot, self.timeout)
-            .and_then(|()| self.placement.insert(key.raw(), i, slot));
-        if let Err(e) = r {
-            s.put_slot(slot);
+        let servers = self.servers.ctx();
+        let (server, s) = placement::pick(servers).ok_or(code::ENOSPC)?;
+        let (slot, gen) = s.store(page, self.timeout)?;
+        let place = Place { server, slot, gen };
+        if let Err(e) = self.placement.insert(key.raw(), place) {
+            s.put_slot(slot, gen);
             return Err(e);
+        }
+        // The server's pages may have been declared lost since the write:
+        // then this one is too, so refuse the store (the page goes to the
+        // next tier or the swap device) rather than keep it.
+        if s.gen() != gen {
+            self.placement.remove(key.raw());
+            s.put_slot(slot, gen);
+            return Err(code::ECONNRESET);
         }
         s.stats.pages.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
-        let (i, slot) = self.placement.get(key.raw()).ok_or(code::EIO)?;
-        let s = self.servers.get(i).ok_or(code::EIO)?;
-        if !s.usable() {
-            return Err(code::EIO);
-        }
-        s.read(page, slot, self.timeout).map_err(|_| code::EIO)
+        let p = self.placement.get(key.raw()).ok_or(code::EIO)?;
+        let s = self.servers.ctx().get(p.server).ok_or(code::EIO)?;
+        s.read(page, p.slot, p.gen, self.timeout)
+            .map_err(|_| code::EIO)
     }
 
     fn invalidate(&self, key: SwapKey) {
-        if let Some((i, slot)) = self.placement.remove(key.raw()) {
-            if let Some(s) = self.servers.get(i) {
-                s.put_slot(slot);
-                s.stats.pages.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = self.placement.remove(key.raw()) {
+            if let Some(s) = self.servers.ctx().get(p.server) {
+                // Nothing for a page of a retired generation: it was
+                // counted as lost, and its slot may hold a newer page.
+                if s.put_slot(p.slot, p.gen) {
+                    s.stats.pages.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -143,6 +164,12 @@ impl kernel::Module for RswapRdma {
                 dirs.try_push(d)?;
             }
         }
+        let servers = Worker::start(
+            b"rswap_rdma\0",
+            try_box(servers)?,
+            recover,
+            RECOVERY_PERIOD_MS,
+        )?;
         let backend = Rdma {
             _dirs: dirs,
             _root: root,
@@ -154,11 +181,12 @@ impl kernel::Module for RswapRdma {
         // above can fail after it.
         let registration = Registration::new(b"rdma\0", module, backend)?;
         pr_info!(
-            "node {:#x}: {} servers, {} queues each, {} MiB asked of each\n",
+            "node {:#x}: {} servers, {} queues each, {} MiB asked of each; an unreachable server's pages wait {} s before they are lost\n",
             p.node_id,
             p.servers.len(),
             2 * cpus,
-            p.mib
+            p.mib,
+            p.loss_timeout_s
         );
         Ok(RswapRdma {
             _registration: registration,

@@ -55,6 +55,17 @@ pub(crate) struct ServerStats {
     pub(crate) up: AtomicU64,
     pub(crate) free_pages: AtomicU64,
     pub(crate) capacity_pages: AtomicU64,
+    /// Times the server went from up to reconnecting.
+    pub(crate) outages: AtomicU64,
+    /// Queues rebuilt.
+    pub(crate) reconnects: AtomicU64,
+    /// Loads that found no working queue at first and waited or retried,
+    /// and those of them that then succeeded.
+    pub(crate) loads_waited: AtomicU64,
+    pub(crate) loads_recovered: AtomicU64,
+    /// Pages declared lost (the server unreachable past the bound, or
+    /// back with a new session).
+    pub(crate) lost_pages: AtomicU64,
     pub(crate) read_lat: Latency,
     pub(crate) write_lat: Latency,
 }
@@ -101,6 +112,11 @@ pub(crate) fn publish(
         (b"up\0", &st.up),
         (b"free_pages\0", &st.free_pages),
         (b"capacity_pages\0", &st.capacity_pages),
+        (b"outages\0", &st.outages),
+        (b"reconnects\0", &st.reconnects),
+        (b"loads_waited\0", &st.loads_waited),
+        (b"loads_recovered\0", &st.loads_recovered),
+        (b"lost_pages\0", &st.lost_pages),
         (b"read_lat_p50_us\0", &st.read_lat.p50_us),
         (b"read_lat_p99_us\0", &st.read_lat.p99_us),
         (b"write_lat_p50_us\0", &st.write_lat.p50_us),

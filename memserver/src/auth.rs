@@ -55,6 +55,8 @@ mod tests {
             node_id: 1,
             want_mib: 1,
             secret: [secret; 16],
+            token: crate::proto::NO_TOKEN,
+            release: false,
         }
     }
     const A: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);

@@ -22,6 +22,11 @@ pub const DEFAULT_MAX_QUEUES_PER_NODE: u32 = 256;
 pub const LIMIT_MAX_QUEUES_PER_NODE: u32 = 4096;
 pub const DEFAULT_MAX_PENDING: u32 = 64;
 pub const LIMIT_MAX_PENDING: u32 = 1024;
+/// How long a region outlives its node's last queue, by default; longer than
+/// rswap_rdma's default loss_timeout_s (30 s), so a node that reconnects
+/// within its bound finds its pages.
+pub const DEFAULT_GRACE_S: u64 = 90;
+pub const MAX_GRACE_S: u64 = 86_400;
 
 const AFTER_HELP: &str = "\
 Configuration file: every key is a long option without its dashes, e.g.
@@ -75,6 +80,12 @@ pub struct Cli {
     /// [default: 64]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_PENDING as i64))]
     pub max_pending: Option<u32>,
+
+    /// Keep a node's region and its contents this long after its last
+    /// queue disconnects, so it can reconnect and find its pages; longer
+    /// than the kernel's loss_timeout_s (30 s) [default: 90]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_S))]
+    pub grace_s: Option<u64>,
 
     /// Admit connect requests only from this address (repeatable)
     #[arg(long = "allow", value_name = "IPV4")]
@@ -205,6 +216,7 @@ pub struct FileConfig {
     pub max_nodes: Option<u32>,
     pub max_queues_per_node: Option<u32>,
     pub max_pending: Option<u32>,
+    pub grace_s: Option<u64>,
     pub allow: Option<Vec<String>>,
     pub secret_file: Option<PathBuf>,
     pub status_file: Option<PathBuf>,
@@ -239,6 +251,8 @@ pub struct Settings {
     pub listen: SocketAddrV4,
     pub pool_mib: u64,
     pub region_mib: u64,
+    /// How long a node's region outlives its last queue.
+    pub grace: std::time::Duration,
     pub limits: Limits,
     pub policy: Policy,
     /// Where the secret came from, for the log.
@@ -329,6 +343,11 @@ impl Settings {
             (None, Some(n)) => in_range(&fkey("max-pending"), n, 1, LIMIT_MAX_PENDING)?,
             (None, None) => DEFAULT_MAX_PENDING,
         };
+        let grace_s = match (cli.grace_s, file.grace_s) {
+            (Some(g), _) => g,
+            (None, Some(g)) => in_range(&fkey("grace-s"), g, 0, MAX_GRACE_S)?,
+            (None, None) => DEFAULT_GRACE_S,
+        };
         let region_mib = match (cli.region_mib, file.region_mib) {
             (Some(r), _) => Some(r),
             (None, Some(r)) => Some(in_range(&fkey("region-mib"), r, 1, MAX_POOL_MIB)?),
@@ -408,6 +427,7 @@ impl Settings {
             listen,
             pool_mib,
             region_mib,
+            grace: std::time::Duration::from_secs(grace_s),
             limits: Limits {
                 max_nodes: max_nodes as usize,
                 max_queues_per_node: max_queues_per_node as usize,

@@ -8,7 +8,8 @@
 //! `core` only (no allocation, no std), never panics on foreign input,
 //! and must build with the kernel's rustc (1.63).
 //!
-//! Request (client -> server, in the connect request), 40 bytes:
+//! Request (client -> server, in the connect request), 56 bytes (the most
+//! an RDMA_PS_TCP connect request carries):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -17,10 +18,11 @@
 //! | 6 | 2 | queue index of this connection |
 //! | 8 | 8 | node id: identifies the compute node across its queues |
 //! | 16 | 4 | MiB of remote memory wanted |
-//! | 20 | 4 | reserved, 0 |
+//! | 20 | 4 | flags: bit 0 = release (see below); other bits 0 |
 //! | 24 | 16 | shared secret |
+//! | 40 | 16 | session token: zero on the node's first connection, then the one its server gave it |
 //!
-//! Reply (server -> client, in the accept or reject), 32 bytes:
+//! Reply (server -> client, in the accept or reject), 48 bytes:
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -31,6 +33,22 @@
 //! | 12 | 4 | reserved, 0 |
 //! | 16 | 8 | remote address of the region |
 //! | 24 | 8 | region size in bytes |
+//! | 32 | 16 | session token of the node (zero in a refusal) |
+//!
+//! Sessions: a node's first admission creates a session with a random
+//! token, returned only in that reply. Every later connection of the node
+//! (more queues, and reconnects after a fault while the server keeps the
+//! region) must present it; a connection claiming a node id in use without
+//! it is refused with [`Status::NodeInUse`]. A client that presents a
+//! token the server does not know (the server restarted, or the grace
+//! period passed) is admitted as a new session with a new token and a new,
+//! empty region: a different token tells the client that whatever it kept
+//! at that server is gone.
+//!
+//! Release: a node that leaves for good (rswap_rdma unloading) sends one
+//! more request with the release flag and its token. The server frees the
+//! node's region at once, instead of keeping it for the grace period, and
+//! rejects the connection with an `Ok` status: nothing is connected.
 //!
 //! memserver decodes requests and encodes replies; rswap_rdma and
 //! rswap-probe do the other half. The transport may pad private data, so
@@ -39,13 +57,19 @@
 /// The first four bytes of every request and reply: `RSWP`.
 pub const MAGIC: u32 = 0x5057_5352;
 /// The protocol version this file speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes in an encoded request.
-pub const REQUEST_LEN: usize = 40;
+pub const REQUEST_LEN: usize = 56;
 /// Bytes in an encoded reply.
-pub const REPLY_LEN: usize = 32;
+pub const REPLY_LEN: usize = 48;
 /// Bytes in the shared secret.
 pub const SECRET_LEN: usize = 16;
+/// Bytes in a session token.
+pub const TOKEN_LEN: usize = 16;
+/// A node's session at a server; all zero means none yet.
+pub type Token = [u8; TOKEN_LEN];
+/// The token of a node that has no session yet.
+pub const NO_TOKEN: Token = [0; TOKEN_LEN];
 
 /// What a compute node asks of a server, once per queue.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,15 +82,21 @@ pub struct Request {
     pub want_mib: u32,
     /// The shared secret.
     pub secret: [u8; SECRET_LEN],
+    /// The node's session token, [`NO_TOKEN`] on its first connection.
+    pub token: Token,
+    /// The node leaves: free its region now (no queue is opened).
+    pub release: bool,
 }
 
-// Never print the secret.
+// Never print the secret or the token.
 impl core::fmt::Debug for Request {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Request")
             .field("queue", &self.queue)
             .field("node_id", &self.node_id)
             .field("want_mib", &self.want_mib)
+            .field("has_token", &(self.token != NO_TOKEN))
+            .field("release", &self.release)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +115,8 @@ pub enum Status {
     NotAllowed = 3,
     /// No room: the pool is full or a limit was reached.
     NoSpace = 4,
+    /// The node id is in use by a session whose token was not presented.
+    NodeInUse = 5,
 }
 
 impl Status {
@@ -96,13 +128,15 @@ impl Status {
             2 => Status::BadSecret,
             3 => Status::NotAllowed,
             4 => Status::NoSpace,
+            5 => Status::NodeInUse,
             _ => return None,
         })
     }
 }
 
-/// The server's reply: a status and, when admitted, the granted region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The server's reply: a status and, when admitted, the granted region
+/// and the node's session token.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
     /// Admitted or why not.
     pub status: Status,
@@ -112,6 +146,20 @@ pub struct Reply {
     pub addr: u64,
     /// Size of the region in bytes.
     pub size: u64,
+    /// The node's session token ([`NO_TOKEN`] in a refusal).
+    pub token: Token,
+}
+
+// Never print the token.
+impl core::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("rkey", &self.rkey)
+            .field("addr", &self.addr)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why private data is not a valid request or reply.
@@ -192,7 +240,9 @@ impl Request {
         b[6..8].copy_from_slice(&self.queue.to_le_bytes());
         b[8..16].copy_from_slice(&self.node_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.want_mib.to_le_bytes());
+        b[20..24].copy_from_slice(&(self.release as u32).to_le_bytes());
         b[24..40].copy_from_slice(&self.secret);
+        b[40..56].copy_from_slice(&self.token);
         b
     }
 
@@ -201,11 +251,15 @@ impl Request {
         check_header(b, REQUEST_LEN)?;
         let mut secret = [0u8; SECRET_LEN];
         secret.copy_from_slice(&b[24..40]);
+        let mut token = NO_TOKEN;
+        token.copy_from_slice(&b[40..56]);
         Ok(Request {
             queue: u16_at(b, 6),
             node_id: u64_at(b, 8),
             want_mib: u32_at(b, 16),
             secret,
+            token,
+            release: u32_at(b, 20) & 1 == 1,
         })
     }
 }
@@ -218,6 +272,7 @@ impl Reply {
             rkey: 0,
             addr: 0,
             size: 0,
+            token: NO_TOKEN,
         }
     }
 
@@ -229,6 +284,7 @@ impl Reply {
         b[8..12].copy_from_slice(&self.rkey.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr.to_le_bytes());
         b[24..32].copy_from_slice(&self.size.to_le_bytes());
+        b[32..48].copy_from_slice(&self.token);
         b
     }
 
@@ -237,11 +293,14 @@ impl Reply {
     pub fn decode(b: &[u8]) -> Result<Reply, DecodeError> {
         check_header(b, REPLY_LEN)?;
         let status = Status::from_u16(u16_at(b, 6)).ok_or(DecodeError::Status(u16_at(b, 6)))?;
+        let mut token = NO_TOKEN;
+        token.copy_from_slice(&b[32..48]);
         Ok(Reply {
             status,
             rkey: u32_at(b, 8),
             addr: u64_at(b, 16),
             size: u64_at(b, 24),
+            token,
         })
     }
 }
@@ -285,6 +344,8 @@ mod tests {
             node_id: 0xdead_beef_0001,
             want_mib: 256,
             secret: [7; 16],
+            token: [9; 16],
+            release: false,
         }
     }
 
@@ -293,12 +354,17 @@ mod tests {
         let b = req().encode();
         assert_eq!(&b[0..4], b"RSWP");
         assert_eq!(Request::decode(&b).unwrap(), req());
+        let r = Request {
+            release: true,
+            ..req()
+        };
+        assert!(Request::decode(&r.encode()).unwrap().release);
     }
 
     #[test]
     fn padded_private_data_is_accepted() {
         let mut v = req().encode().to_vec();
-        v.resize(56, 0);
+        v.resize(64, 0);
         assert_eq!(Request::decode(&v).unwrap(), req());
     }
 
@@ -330,8 +396,10 @@ mod tests {
             rkey: 0x1234,
             addr: 0x7f00_0000_1000,
             size: 1 << 28,
+            token: [3; 16],
         };
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+        assert!(!format!("{:?}", r).contains("3, 3"));
         let n = Reply::refusal(Status::NoSpace);
         assert_eq!(Reply::decode(&n.encode()).unwrap().status, Status::NoSpace);
         let mut u = n.encode();
@@ -355,5 +423,6 @@ mod tests {
     #[test]
     fn the_secret_is_never_printed() {
         assert!(!format!("{:?}", req()).contains("7, 7"));
+        assert!(!format!("{:?}", req()).contains("9, 9"));
     }
 }

@@ -33,10 +33,13 @@ pub enum Reason {
     /// The server failed to set the connection up (memory registration,
     /// QP creation...): not the client's fault.
     ServerError,
+    /// The node id is in use and the request did not carry its session
+    /// token: a clone, or a node that reused another's id.
+    NodeInUse,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::BadRequest,
         Reason::NotAllowed,
         Reason::BadSecret,
@@ -46,6 +49,7 @@ impl Reason {
         Reason::PoolFull,
         Reason::WrongDevice,
         Reason::ServerError,
+        Reason::NodeInUse,
     ];
 
     /// The metric label.
@@ -60,11 +64,12 @@ impl Reason {
             Reason::PoolFull => "pool_full",
             Reason::WrongDevice => "wrong_device",
             Reason::ServerError => "server_error",
+            Reason::NodeInUse => "node_in_use",
         }
     }
 
     /// The status sent to the client. The wire protocol (shared with the
-    /// kernel module) has five statuses: every capacity limit is `NoSpace`,
+    /// kernel module) has six statuses: every capacity limit is `NoSpace`,
     /// and server-side failures are `BadRequest`; the server's log and
     /// metrics tell them apart.
     pub fn status(self) -> Status {
@@ -76,6 +81,7 @@ impl Reason {
             | Reason::TooManyQueues
             | Reason::TooManyPending
             | Reason::PoolFull => Status::NoSpace,
+            Reason::NodeInUse => Status::NodeInUse,
         }
     }
 
@@ -91,6 +97,7 @@ impl Reason {
             Reason::PoolFull => "pool full",
             Reason::WrongDevice => "wrong device",
             Reason::ServerError => "server error",
+            Reason::NodeInUse => "node id in use",
         }
     }
 }

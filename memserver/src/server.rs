@@ -1,12 +1,15 @@
 //! The memserver event loop: admits compute nodes within the limits, gives
-//! each its own registered region of the pool, and frees the region when
-//! the node's last queue disconnects.
+//! each its own registered region of the pool and a session token, and
+//! frees the region a grace period (`--grace-s`) after the node's last
+//! queue disconnects. A node that reconnects within the grace period with
+//! its token gets the same region, contents intact; a connection that
+//! claims a node id in use without its token is refused.
 
 use crate::config::{Limits, Settings};
 use crate::metrics::{self, NodeStat, Shared, Snapshot};
 use crate::notify::Notifier;
 use crate::pool::{Extent, Pool};
-use crate::proto::{Reply, Request, Status};
+use crate::proto::{secret_eq, Reply, Request, Status, Token, NO_TOKEN};
 use crate::rdma::{
     self, signals, Buffer, Cq, EventChannel, EventInfo, EventKind, Id, IdKey, Mr, Pd, Qp,
 };
@@ -40,6 +43,11 @@ struct Node {
     mr: Mr,
     queues: usize,
     since: Instant,
+    /// The session token: only the node learnt it, in its first reply.
+    token: Token,
+    /// Since when the node has had no queue (its region is kept for the
+    /// grace period).
+    orphaned: Option<Instant>,
     /// Pages holding data at the last scan (SIGUSR1).
     pages_used: Option<u64>,
 }
@@ -148,6 +156,7 @@ impl Server {
                 warn!("{s}");
             }
             self.expire_pending(now);
+            self.expire_orphans(now);
             let ev = match self.channel.next(200) {
                 Ok(Some(ev)) => ev,
                 Ok(None) => continue,
@@ -236,6 +245,26 @@ impl Server {
                 format!("{who}: arrived on another RDMA device than --listen's"),
             );
         }
+        let resumed = match session(self.nodes.get(&req.node_id).map(|n| &n.token), &req.token) {
+            Session::Clash => {
+                return self.refuse(
+                    &id,
+                    Reason::NodeInUse,
+                    format!("{who}: that node id is in use and the request lacks its session token (a clone of the node, or a reused id?)"),
+                )
+            }
+            Session::Resume => true,
+            Session::New => false,
+        };
+        if req.release {
+            // The node leaves: nothing is connected, and a release without
+            // the node's token frees nothing.
+            id.reject(&Reply::refusal(Status::Ok).encode());
+            if resumed {
+                self.free_node(req.node_id, "released by the node (it unloaded)");
+            }
+            return;
+        }
         let queues = self.nodes.get(&req.node_id).map(|n| n.queues);
         if let Err((reason, why)) =
             check_limits(&self.cfg.limits, self.pending(), self.nodes.len(), queues)
@@ -268,13 +297,30 @@ impl Server {
                 }
             };
             info!(
-                "{who} from {}: region of {} MiB at pool offset {} MiB (asked {} MiB), rkey {:#x}",
+                "{who} from {}: region of {} MiB at pool offset {} MiB (asked {} MiB), rkey {:#x}{}",
                 fmt_peer(id.peer()),
                 extent.len / MIB,
                 extent.offset / MIB,
                 req.want_mib,
-                mr.rkey()
+                mr.rkey(),
+                if req.token == NO_TOKEN {
+                    ""
+                } else {
+                    "; it presented a session this server does not have (restarted, or past the grace period): a new, empty region"
+                }
             );
+            let token = match new_token() {
+                Ok(t) => t,
+                Err(e) => {
+                    error!("{who}: no random token: {e}");
+                    self.pool.release(extent);
+                    return self.refuse(
+                        &id,
+                        Reason::ServerError,
+                        format!("{who}: server error: no randomness ({e})"),
+                    );
+                }
+            };
             self.nodes.insert(
                 req.node_id,
                 Node {
@@ -283,6 +329,8 @@ impl Server {
                     mr,
                     queues: 0,
                     since: Instant::now(),
+                    token,
+                    orphaned: None,
                     pages_used: None,
                 },
             );
@@ -293,6 +341,7 @@ impl Server {
             rkey: node.mr.rkey(),
             addr: node.mr.addr(),
             size: node.extent.len,
+            token: node.token,
         };
         let depth = ev.initiator_depth.clamp(1, 16);
         let qp = match Qp::create(&id, &pd, &cq).and_then(|qp| {
@@ -305,7 +354,7 @@ impl Server {
                     "{who} queue {}: setting the connection up failed: {e}",
                     req.queue
                 );
-                if node.queues == 0 {
+                if node.queues == 0 && node.orphaned.is_none() {
                     self.free_node(req.node_id, "its first queue failed");
                 }
                 return self.refuse(
@@ -317,6 +366,15 @@ impl Server {
         };
         if let Some(n) = self.nodes.get_mut(&req.node_id) {
             n.queues += 1;
+            if let Some(t) = n.orphaned.take() {
+                info!(
+                    "{who} queue {}: session resumed after {:.1} s without queues; its region is as it left it",
+                    req.queue,
+                    t.elapsed().as_secs_f64()
+                );
+            } else if resumed {
+                debug!("{who} queue {}: joins its session", req.queue);
+            }
         }
         self.conns.insert(
             id.key(),
@@ -351,6 +409,24 @@ impl Server {
         }
     }
 
+    /// Frees the regions of nodes that have had no queue for the grace
+    /// period.
+    fn expire_orphans(&mut self, now: Instant) {
+        let grace = self.cfg.grace;
+        let gone: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.orphaned.is_some_and(|t| now.duration_since(t) >= grace))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.free_node(
+                id,
+                &format!("no queue for {} s (--grace-s)", grace.as_secs()),
+            );
+        }
+    }
+
     fn drop_conn(&mut self, key: IdKey, why: &str) {
         // Dropping the Conn destroys its QP, then its id.
         let Some(conn) = self.conns.remove(&key) else {
@@ -365,8 +441,20 @@ impl Server {
             }
             None => false,
         };
-        if last {
-            self.free_node(node_id, why);
+        if !last {
+            return;
+        }
+        if self.cfg.grace.is_zero() {
+            return self.free_node(node_id, why);
+        }
+        if let Some(n) = self.nodes.get_mut(&node_id) {
+            n.orphaned = Some(Instant::now());
+            info!(
+                "node {node_id:016x} ({}): last queue gone: {why}; its region of {} MiB is kept for {} s (--grace-s)",
+                fmt_peer(n.peer),
+                n.extent.len / MIB,
+                self.cfg.grace.as_secs()
+            );
         }
     }
 
@@ -379,7 +467,7 @@ impl Server {
             self.buf.zero(offset, len);
             self.pool.release(n.extent);
             info!(
-                "node {node_id:016x} ({}) disconnected: {why}; region of {} MiB freed after {:.0} s",
+                "node {node_id:016x} ({}) gone: {why}; region of {} MiB freed after {:.0} s",
                 fmt_peer(n.peer),
                 n.extent.len / MIB,
                 n.since.elapsed().as_secs_f64()
@@ -443,10 +531,13 @@ impl Server {
         for id in &ids {
             let n = &self.nodes[id];
             s += &format!(
-                "node={id:016x} peer={} region_mib={} queues={}{}\n",
+                "node={id:016x} peer={} region_mib={} queues={}{}{}\n",
                 fmt_peer(n.peer),
                 n.extent.len / MIB,
                 n.queues,
+                n.orphaned
+                    .map(|t| format!(" kept_s={}", t.elapsed().as_secs()))
+                    .unwrap_or_default(),
                 if scan {
                     n.pages_used
                         .map(|u| format!(" pages_used={u}"))
@@ -518,6 +609,35 @@ impl Server {
     }
 }
 
+/// What a request's token means for its node id.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Session {
+    /// The node id is not served: a new session (whatever token came).
+    New,
+    /// The node's own token: same session, same region.
+    Resume,
+    /// The node id is served, and this is not its token.
+    Clash,
+}
+
+/// Matches `presented` against the token of the node id's session, if it
+/// has one; compared without an early exit.
+pub fn session(existing: Option<&Token>, presented: &Token) -> Session {
+    match existing {
+        None => Session::New,
+        Some(t) if secret_eq(t, presented) => Session::Resume,
+        Some(_) => Session::Clash,
+    }
+}
+
+/// A fresh random session token.
+fn new_token() -> io::Result<Token> {
+    use std::io::Read;
+    let mut t = NO_TOKEN;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut t)?;
+    Ok(t)
+}
+
 fn fmt_peer(p: Option<Ipv4Addr>) -> String {
     p.map_or_else(|| "?".into(), |a| a.to_string())
 }
@@ -569,6 +689,27 @@ mod tests {
         max_queues_per_node: 4,
         max_pending: 3,
     };
+
+    #[test]
+    fn only_the_token_resumes_a_session() {
+        let t = [5u8; 16];
+        assert_eq!(session(None, &NO_TOKEN), Session::New);
+        // A token from a session this server no longer has: a new one.
+        assert_eq!(session(None, &t), Session::New);
+        assert_eq!(session(Some(&t), &t), Session::Resume);
+        // A clone with the node id but no token, or a wrong one.
+        assert_eq!(session(Some(&t), &NO_TOKEN), Session::Clash);
+        let mut u = t;
+        u[15] ^= 1;
+        assert_eq!(session(Some(&t), &u), Session::Clash);
+    }
+
+    #[test]
+    fn tokens_are_random() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, NO_TOKEN);
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn connections_within_the_caps_are_admitted() {

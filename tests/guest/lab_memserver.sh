@@ -31,29 +31,37 @@ ms=$!
 sleep 2
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" >/dev/null; expect "local memserver serves" "$?" -eq 0
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" >/dev/null; expect "a client reconnects" "$?" -eq 0
-# Caps: while node 1 holds its one queue, a second node and a second queue
-# of node 1 are refused (NoSpace on the wire), and the log says which cap.
-sleep 2 # the last probe's node is freed (its disconnect is processed)
+# Caps: a node's second queue past --max-queues-per-node 1 is refused
+# (NoSpace on the wire), and the log says which cap. A probe releases its
+# region when it leaves, as rswap_rdma does on unload.
+rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 3 --queues 2 >/tmp/probe.out 2>&1
+expect "a queue past --max-queues-per-node refused" "$?" -eq 3
+expect "refusal says NoSpace" "$(grep -c 'queue 1 refused: NoSpace' /tmp/probe.out)" -eq 1
+expect "the probe released its region" "$(grep -c 'released the region' /tmp/probe.out)" -eq 1
+# While node 1 holds its queue, a second node is refused, and so is a clone
+# of node 1: the same node id without node 1's session token.
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 1 --hold 8 >/tmp/hold.out 2>&1 &
 holder=$!
 sleep 3
 rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 2 >/tmp/probe.out 2>&1
 expect "a node past --max-nodes refused" "$?" -eq 3
 expect "refusal says NoSpace" "$(grep -c NoSpace /tmp/probe.out)" -eq 1
-rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 1 --queue 1 >/tmp/probe.out 2>&1
-expect "a queue past --max-queues-per-node refused" "$?" -eq 3
+rswap-probe --server 10.77.1.1:7480 --secret "$SECRET" --node-id 1 >/tmp/probe.out 2>&1
+expect "a clone of node 1 (no session token) refused" "$?" -eq 3
+expect "refusal says NodeInUse" "$(grep -c NodeInUse /tmp/probe.out)" -eq 1
 rswap-probe --server 10.77.1.1:7480 --secret 00112233445566778899aabbccddeeff >/dev/null 2>&1
 expect "wrong secret refused by the local memserver" "$?" -eq 3
 wait $holder; expect "the node holding its queue was served" "$?" -eq 0
 expect "log names --max-nodes" "$(grep -c 'already serving 1 nodes (--max-nodes 1)' /tmp/ms.log)" -eq 1
 expect "log names --max-queues-per-node" "$(grep -c 'already has 1 queues (--max-queues-per-node 1)' /tmp/ms.log)" -eq 1
+expect "log names the clone" "$(grep -c 'node 0000000000000001: that node id is in use' /tmp/ms.log)" -eq 1
 # Metrics (Prometheus text on 127.0.0.1:9471).
 sleep 2
 wget -q -O /tmp/metrics http://127.0.0.1:9471/metrics; expect "metrics endpoint answers" "$?" -eq 0
 metric() { grep -c -F -x "$1" /tmp/metrics; }
 expect "metrics: pool" "$(metric 'memserver_pool_bytes 16777216')" -eq 1
 expect "metrics: no node left" "$(metric 'memserver_nodes 0')" -eq 1
-expect "metrics: refusals by reason" "$(metric 'memserver_refusals_total{reason="too_many_nodes"} 1')$(metric 'memserver_refusals_total{reason="too_many_queues"} 1')$(metric 'memserver_refusals_total{reason="bad_secret"} 1')" = 111
+expect "metrics: refusals by reason" "$(metric 'memserver_refusals_total{reason="too_many_nodes"} 1')$(metric 'memserver_refusals_total{reason="too_many_queues"} 1')$(metric 'memserver_refusals_total{reason="bad_secret"} 1')$(metric 'memserver_refusals_total{reason="node_in_use"} 1')" = 1111
 kill -TERM $ms; wait $ms; expect "memserver exits 0 on SIGTERM" "$?" -eq 0
 expect "it said the port is free" "$(grep -c 'port 7480 is free' /tmp/ms.log)" -eq 1
 (umask 077 && echo "$SECRET" >/tmp/ms.secret)

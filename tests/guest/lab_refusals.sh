@@ -20,6 +20,8 @@ expect_fail "missing secret" "secret= is required" insmod /modules/rswap_rdma.ko
 expect_fail "bad server list" "is not IPV4:PORT" insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.2
 expect_fail "timeout out of range" "outside 100..60000" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" timeout_ms=5
+expect_fail "loss timeout out of range" "loss_timeout_s=0 is outside 1..3600" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" loss_timeout_s=0
 expect "rswap_rdma not loaded" "$(grep -c rswap_rdma /proc/modules)" -eq 0
 # After all that a good load works and unloads cleanly.
 insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" || fail "good load"

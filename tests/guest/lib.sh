@@ -114,3 +114,35 @@ lab_kill() {
 	while ping -c 1 -W 1 "10.77.$1.2" >/dev/null 2>&1 && [ $i -lt 60 ]; do i=$((i + 1)); done
 	note "memory node $1 is gone (after $i pings)"
 }
+# Drops every packet the compute node sends on link N for S seconds
+# (netem on its egress), as a flapping switch port would.
+blackout() { # blackout <link> <seconds>
+	local dev=eth$(($1 - 1))
+	/usr/sbin/tc qdisc add dev "$dev" root netem loss 100% || fail "netem on $dev"
+	echo "RSWAP-LAB blackout of link $1 for $2 s"
+	sleep "$2"
+	/usr/sbin/tc qdisc del dev "$dev" root || fail "removing netem on $dev"
+	echo "RSWAP-LAB link $1 back"
+}
+# Starts a walker that pauses after its write phase; returns once paused.
+walk_paused() { # walk_paused <memory.max> <pagewalker args...>
+	rm -f /tmp/go /tmp/walk.out
+	walk "$@" --pause /tmp/go &
+	wpid=$!
+	local i=0
+	while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 600 ]; do sleep 1; i=$((i + 1)); done
+}
+# Waits up to <seconds> for server N (0-based) to be up again.
+wait_up() { # wait_up <server> <seconds>
+	local i=0
+	while [ "$(rstat "$1" up)" != 1 ] && [ $i -lt "$2" ]; do sleep 1; i=$((i + 1)); done
+	note "server $(($1 + 1)) up=$(rstat "$1" up) after $i s"
+}
+# Server N's recovery counters, for the log.
+rcounters() { # rcounters <server>
+	local c out=""
+	for c in up outages reconnects loads_waited loads_recovered lost_pages errors pages; do
+		out="$out $c=$(rstat "$1" $c)"
+	done
+	echo "server $(($1 + 1)):$out"
+}

@@ -26,17 +26,40 @@ if [ -n "$(param rswap.secret)" ]; then
 fi
 echo "RSWAP-MEM starting: memserver $args"
 sed 's/^/RSWAP-MEM   /' "$conf"
-memserver $args &
-pid=$!
+# Supervised as systemd would (Restart=always): a memserver that dies is
+# started again, with a fresh pool; its old nodes' pages are gone.
+pidfile=/tmp/memserver.pid
+(
+	n=0
+	while true; do
+		memserver $args &
+		echo $! >$pidfile
+		wait $!
+		rc=$?
+		n=$((n + 1))
+		echo "RSWAP-MEM memserver exited with status $rc; restart $n in 1 s"
+		sleep 1
+	done
+) &
 if [ "$(param rswap.perftest)" = 1 ]; then
 	# perftest servers for the transport baseline (one run each).
 	ib_read_lat -d rxe_eth0 -p 18515 -n 1000 >/tmp/lat.out 2>&1 &
 	ib_write_bw -d rxe_eth0 -p 18516 -n 2000 >/tmp/bw.out 2>&1 &
 fi
-while kill -0 "$pid" 2>/dev/null; do
+# The lab's control port (TCP 7990), on the lab link only: "kill" kills memserver -9
+# (tests of a crashed server; the supervisor restarts it).
+(
+	while true; do
+		cmd=$(nc -l -p 7990 2>/dev/null)
+		case $cmd in
+		kill*)
+			echo "RSWAP-MEM control: killing memserver $(cat $pidfile)"
+			kill -9 "$(cat $pidfile)"
+			;;
+		esac
+	done
+) &
+while true; do
 	sleep 3
-	kill -USR1 "$pid" 2>/dev/null
+	kill -USR1 "$(cat $pidfile 2>/dev/null)" 2>/dev/null
 done
-wait "$pid"
-echo "RSWAP-MEM memserver exited with status $?"
-while true; do sleep 3600; done

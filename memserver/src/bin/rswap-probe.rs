@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use memserver::config::parse_secret;
 use memserver::config::{parse_listen, read_secret_file, SECRET_ENV};
-use memserver::proto::{Reply, Request, Status};
+use memserver::proto::{Reply, Request, Status, NO_TOKEN};
 use memserver::rdma::EventChannel;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -57,6 +57,11 @@ struct Args {
     /// (wraps around: 2^64-4096 is the page before it)
     #[arg(long, value_name = "BYTES", value_parser = parse_u64)]
     read_at: Option<u64>,
+    /// Open this many queues in one session: the first gets the session
+    /// token, the others present it, as rswap_rdma's queues do
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    queues: u16,
     /// After admission, stay connected this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     hold: u64,
@@ -101,6 +106,10 @@ fn main() {
         node_id: a.node_id,
         want_mib: a.want_mib,
         secret,
+        // A probe never has a session: with a node id in use it is refused
+        // as a clone (NodeInUse).
+        token: NO_TOKEN,
+        release: false,
     };
     let ch = EventChannel::new().unwrap_or_else(|e| {
         eprintln!("rswap-probe: {e}");
@@ -133,22 +142,73 @@ fn main() {
         r.addr,
         r.rkey
     );
+    // The exit status; whatever happens, the region is released first.
+    let mut status = 0;
     if let Some(off) = a.read_at {
         match c.read(r.addr.wrapping_add(off), r.rkey, 5000) {
             Ok(None) => println!("probe: read at +{off}: ok"),
-            Ok(Some(status)) => {
-                println!("probe: read at +{off}: failed: {status}");
-                exit(4)
+            Ok(Some(st)) => {
+                println!("probe: read at +{off}: failed: {st}");
+                status = 4;
             }
             Err(e) => {
                 println!("probe: read at +{off}: {e}");
-                exit(1)
+                status = 1;
             }
         }
+    }
+    let mut more = Vec::new();
+    let mut refused = false;
+    for i in (1..a.queues).take_while(|_| status == 0) {
+        let q = Request {
+            queue: a.queue.wrapping_add(i),
+            token: r.token,
+            ..req
+        };
+        match ch.connect(a.server, a.from, &q.encode(), a.timeout_ms) {
+            Ok(c) if !c.rejected => more.push(c),
+            Ok(c) => {
+                match Reply::decode(&c.reply) {
+                    Ok(r) => println!("probe: queue {} refused: {:?}", q.queue, r.status),
+                    Err(_) => println!("probe: queue {} refused (no rswap reply)", q.queue),
+                }
+                refused = true;
+                break;
+            }
+            Err(e) => {
+                println!("probe: queue {}: connect failed: {e}", q.queue);
+                status = 1;
+                break;
+            }
+        }
+    }
+    if !refused && a.queues > 1 {
+        println!("probe: {} queues in one session", a.queues);
     }
     if a.hold > 0 {
         std::thread::sleep(std::time::Duration::from_secs(a.hold));
     }
+    drop(more);
+    drop(c);
+    // Leave as rswap_rdma does on unload: release the region now rather
+    // than leave it to the server's grace period.
+    let bye = Request {
+        release: true,
+        token: r.token,
+        ..req
+    };
+    match ch.connect(a.server, a.from, &bye.encode(), a.timeout_ms) {
+        Ok(c) if c.rejected && Reply::decode(&c.reply).map(|r| r.status) == Ok(Status::Ok) => {
+            println!("probe: released the region")
+        }
+        _ => println!(
+            "probe: could not release the region (the server frees it after its grace period)"
+        ),
+    }
+    if refused {
+        status = 3;
+    }
+    exit(status)
 }
 
 #[cfg(test)]
