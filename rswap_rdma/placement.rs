@@ -118,61 +118,138 @@ impl Region {
     }
 }
 
-/// Generations are kept in 14 bits of a placement entry.
-pub(crate) const GEN_MASK: u32 = 0x3fff;
+/// Generations are kept in 26 bits of a placement entry: 67 million
+/// retirements of one server before one wraps.
+pub(crate) const GEN_MASK: u32 = (1 << 26) - 1;
 
-struct Free {
-    free: Vec<u32>,
-    gen: u32,
+/// A server's health (see server.rs), kept under the same lock as its
+/// slots and their generation, so a state change and a generation change
+/// are seen together.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    Up,
+    /// Since these jiffies.
+    Reconnecting(u64),
+    Lost,
 }
 
-/// The free slots of a region and their generation. Taken and given back
-/// in any context (invalidate may not sleep): a spinlock, never held
-/// across anything but vector pushes and pops.
-pub(crate) struct Slots(Box<SpinLock<Free>>);
+struct Inner {
+    free: Vec<u32>,
+    gen: u32,
+    health: Health,
+}
+
+/// The free slots of a server's region, their generation, and the
+/// server's health. Taken and given back in any context (invalidate may
+/// not sleep): a spinlock, never held across anything but vector pushes
+/// and pops.
+pub(crate) struct Slots(Box<SpinLock<Inner>>);
 
 impl Slots {
-    /// All `n` slots free, generation 0; slot 0 is handed out first.
+    /// All `n` slots free, generation 0, up; slot 0 is handed out first.
     pub(crate) fn new(n: u32) -> Result<Slots> {
         let mut free = Vec::new();
         free.try_reserve_exact(n as usize)?;
-        let mut f = Free { free, gen: 0 };
+        let mut f = Inner {
+            free,
+            gen: 0,
+            health: Health::Up,
+        };
         f.refill(n);
         Ok(Slots(SpinLock::new(f)?))
     }
 
-    /// A free slot and the generation it belongs to.
-    pub(crate) fn take(&self) -> Option<(u32, u32)> {
-        self.0.with(|f| f.free.pop().map(|s| (s, f.gen)))
+    /// A free slot and its generation, only while the server is up; and
+    /// how many are left free.
+    pub(crate) fn take(&self) -> Option<(u32, u32, usize)> {
+        self.0.with(|f| {
+            if f.health != Health::Up {
+                return None;
+            }
+            f.free.pop().map(|s| (s, f.gen, f.free.len()))
+        })
     }
 
-    /// Gives back `slot` of generation `gen`; false if the generation has
-    /// moved on (every slot was freed then) or it could not be (never: the
-    /// vector was reserved for every slot, so this does not allocate).
-    pub(crate) fn put(&self, slot: u32, gen: u32) -> bool {
+    /// Gives back `slot` of generation `gen`: how many are free now, or
+    /// None if the generation has moved on (every slot was freed then).
+    /// Never allocates: the vector was reserved for every slot.
+    pub(crate) fn put(&self, slot: u32, gen: u32) -> Option<usize> {
         self.0
-            .with(|f| f.gen == gen && f.free.try_push(slot).is_ok())
+            .with(|f| (f.gen == gen && f.free.try_push(slot).is_ok()).then(|| f.free.len()))
     }
 
-    /// The current generation.
     pub(crate) fn gen(&self) -> u32 {
         self.0.with(|f| f.gen)
     }
 
-    /// Starts a new generation with the first `n` slots free (at most as
-    /// many as at creation): every page of older generations is lost.
-    /// Returns the new generation.
-    pub(crate) fn reset(&self, n: u32) -> u32 {
+    pub(crate) fn health(&self) -> Health {
+        self.0.with(|f| f.health)
+    }
+
+    /// The generation and health, read together.
+    pub(crate) fn state(&self) -> (u32, Health) {
+        self.0.with(|f| (f.gen, f.health))
+    }
+
+    /// Up -> Reconnecting since `now`; true if this call changed it.
+    pub(crate) fn trouble(&self, now: u64) -> bool {
         self.0.with(|f| {
-            f.gen = (f.gen + 1) & GEN_MASK;
+            let up = f.health == Health::Up;
+            if up {
+                f.health = Health::Reconnecting(now);
+            }
+            up
+        })
+    }
+
+    /// Back up; returns the health it had.
+    pub(crate) fn up(&self) -> Health {
+        self.0
+            .with(|f| core::mem::replace(&mut f.health, Health::Up))
+    }
+
+    /// Starts retiring generation `from`: marks the server lost, so no
+    /// slot is taken any more. True if the caller must now wait for the
+    /// stores in flight and then call [`Slots::reset`]; false if `from`
+    /// is already retired, or being retired by someone else.
+    pub(crate) fn begin_retire(&self, from: u32) -> bool {
+        self.0.with(|f| {
+            if f.gen != from || f.health == Health::Lost {
+                return false;
+            }
+            f.health = Health::Lost;
+            true
+        })
+    }
+
+    /// Refits the free slots of a server whose pages are already lost to
+    /// a new region of `n` slots (at most as many as at creation).
+    pub(crate) fn refit(&self, n: u32) -> usize {
+        self.0.with(|f| {
+            if f.health == Health::Lost {
+                f.free.clear();
+                f.refill(n);
+            }
+            f.free.len()
+        })
+    }
+
+    /// Ends the retirement of `from` with the first `n` slots free (at
+    /// most as many as at creation) in a new generation: every page of
+    /// older ones is lost. Returns how many slots are free.
+    pub(crate) fn reset(&self, from: u32, n: u32) -> usize {
+        self.0.with(|f| {
+            if f.gen == from {
+                f.gen = (f.gen + 1) & GEN_MASK;
+            }
             f.free.clear();
             f.refill(n);
-            f.gen
+            f.free.len()
         })
     }
 }
 
-impl Free {
+impl Inner {
     /// Frees slots `0..n`, within the reserved capacity (no allocation).
     fn refill(&mut self, n: u32) {
         let n = (n as usize).min(self.free.capacity());
@@ -193,22 +270,23 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    // An xarray value holds 63 bits: gen in 48..62, server in 32..48, slot
-    // in 0..32.
+    // An xarray value holds 63 bits: gen in 36..62, server in 32..36
+    // (MAX_SERVERS is 8), slot in 0..32.
     fn encode(self) -> u64 {
-        ((self.gen & GEN_MASK) as u64) << 48
-            | ((self.server as u64) & 0xffff) << 32
-            | self.slot as u64
+        ((self.gen & GEN_MASK) as u64) << 36 | ((self.server as u64) & 0xf) << 32 | self.slot as u64
     }
 
     fn decode(v: u64) -> Place {
         Place {
-            server: ((v >> 32) & 0xffff) as usize,
+            server: ((v >> 32) & 0xf) as usize,
             slot: v as u32,
-            gen: (v >> 48) as u32 & GEN_MASK,
+            gen: (v >> 36) as u32 & GEN_MASK,
         }
     }
 }
+
+// The server index has 4 bits in an entry.
+const _: () = assert!(crate::params::MAX_SERVERS <= 16);
 
 /// Where each held page is: swap key -> [`Place`].
 pub(crate) struct Placement(ValueMap);

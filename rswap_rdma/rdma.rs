@@ -49,6 +49,11 @@ pub(crate) fn jiffies() -> u64 {
 }
 
 /// Has jiffies passed `deadline`? (`time_after`, wrap-safe.)
+/// Jiffies `a` is after jiffies `b` (wrap-safe).
+pub(crate) fn after(a: u64, b: u64) -> bool {
+    (b.wrapping_sub(a) as i64) < 0
+}
+
 fn past(deadline: u64) -> bool {
     (jiffies().wrapping_sub(deadline) as i64) > 0
 }
@@ -845,10 +850,11 @@ pub(crate) struct Worker<T: Sync> {
 }
 
 // SAFETY: the task pointer is only passed to kthread_stop, from any thread;
-// `ctx` is Sync and shared with the thread by reference only.
-unsafe impl<T: Sync> Send for Worker<T> {}
+// `ctx` is shared with the thread by reference only (Sync) and dropped by
+// whichever thread drops the Worker (Send).
+unsafe impl<T: Send + Sync> Send for Worker<T> {}
 // SAFETY: as for Send: through `&Worker` only `ctx` is reachable, as `&T`.
-unsafe impl<T: Sync> Sync for Worker<T> {}
+unsafe impl<T: Send + Sync> Sync for Worker<T> {}
 
 unsafe extern "C" fn worker_main<T: Sync>(data: *mut c_void) -> c_int {
     // SAFETY: `data` is the WorkerInner given to kthread_create_on_node; it

@@ -85,8 +85,6 @@ struct Rdma {
     /// thread before they go.
     servers: Worker<Vec<Server>>,
     placement: Placement,
-    /// Bound on each RDMA operation, in jiffies.
-    timeout: u64,
 }
 
 /// The recovery thread's work, every [`RECOVERY_PERIOD_MS`].
@@ -102,7 +100,9 @@ impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {
         let servers = self.servers.ctx();
         let (server, s) = placement::pick(servers).ok_or(code::ENOSPC)?;
-        let (slot, gen) = s.store(page, self.timeout)?;
+        // `_inflight` holds off a retirement of the server's pages until
+        // the page is recorded (or refused) below.
+        let (slot, gen, _inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
         if let Err(e) = self.placement.insert(key.raw(), place) {
             s.put_slot(slot, gen);
@@ -113,7 +113,6 @@ impl Backend for Rdma {
         // next tier or the swap device) rather than keep it.
         if s.gen() != gen {
             self.placement.remove(key.raw());
-            s.put_slot(slot, gen);
             return Err(code::ECONNRESET);
         }
         s.stats.pages.fetch_add(1, Ordering::Relaxed);
@@ -123,8 +122,7 @@ impl Backend for Rdma {
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
         let p = self.placement.get(key.raw()).ok_or(code::EIO)?;
         let s = self.servers.ctx().get(p.server).ok_or(code::EIO)?;
-        s.read(page, p.slot, p.gen, self.timeout)
-            .map_err(|_| code::EIO)
+        s.read(page, p.slot, p.gen).map_err(|_| code::EIO)
     }
 
     fn invalidate(&self, key: SwapKey) {
@@ -175,7 +173,6 @@ impl kernel::Module for RswapRdma {
             _root: root,
             servers,
             placement,
-            timeout: rdma::ms_to_jiffies(p.timeout_ms),
         };
         // Last: once registered, rswap may call us at once, and nothing
         // above can fail after it.

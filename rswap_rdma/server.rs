@@ -32,20 +32,16 @@
 
 use crate::ffi::{try_box, PageRef, SpinLock};
 use crate::params::Params;
-use crate::placement::{Region, RegionError, Slots};
+use crate::placement::{Health, Region, RegionError, Slots};
 use crate::proto::{Reply, Request, Status, Token, NO_TOKEN, SECRET_LEN};
 use crate::queue::{Queue, Queues, QUEUE_DEPTH};
 use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, Op, Pd, PdRef, PRIVATE_MAX};
 use crate::stats::ServerStats;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
 const MIB: u64 = 1 << 20;
-
-const UP: u8 = 0;
-const RECONNECTING: u8 = 1;
-const LOST: u8 = 2;
 
 /// First and longest pause between rebuild attempts of an unreachable
 /// server, in ms.
@@ -78,19 +74,33 @@ pub(crate) struct Server {
     pd: Pd,
     ask: Ask,
     session: Box<SpinLock<Session>>,
+    /// Free slots, their generation, and the server's health, under one
+    /// lock (placement.rs).
     slots: Slots,
     /// Slots of the first region: the most any later region is used for.
     capacity: u32,
-    state: AtomicU8,
-    /// Jiffies when the server last left Up.
-    since: AtomicU64,
+    /// Stores between taking a slot and recording the page: retiring a
+    /// generation waits for them (see `retire`).
+    inflight: AtomicU32,
     /// Bound on an outage, in jiffies.
     loss: u64,
+    /// Bound on one request, in jiffies (also `ask.timeout_ms`).
+    timeout: u64,
     /// Recovery thread only: the next rebuild attempt, and the pause.
     next_try: AtomicU64,
     backoff_ms: AtomicU32,
     /// Boxed: debugfs holds the counters' addresses.
     pub(crate) stats: Box<ServerStats>,
+}
+
+/// A store in flight on a server, from its slot until the page is recorded
+/// (or refused); dropping it lets a retirement proceed.
+pub(crate) struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Logs why connecting to `ep` failed; the error for insmod.
@@ -268,9 +278,9 @@ impl Server {
             session: SpinLock::new(session)?,
             slots,
             capacity: region.slots(),
-            state: AtomicU8::new(UP),
-            since: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
             loss: rdma::ms_to_jiffies(p.loss_timeout_s.saturating_mul(1000)),
+            timeout: rdma::ms_to_jiffies(p.timeout_ms),
             next_try: AtomicU64::new(0),
             backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
             stats,
@@ -279,7 +289,7 @@ impl Server {
 
     /// Up: stores may use it.
     pub(crate) fn usable(&self) -> bool {
-        self.state.load(Ordering::Acquire) == UP
+        self.slots.health() == Health::Up
     }
 
     pub(crate) fn free_pages(&self) -> u64 {
@@ -291,55 +301,77 @@ impl Server {
         self.slots.gen()
     }
 
-    /// Gives back `slot` of generation `gen` (nothing if that generation
-    /// was retired: its slots were all freed then).
+    /// Gives back `slot` of generation `gen`; false if that generation was
+    /// retired (its slots were all freed then).
     pub(crate) fn put_slot(&self, slot: u32, gen: u32) -> bool {
-        let freed = self.slots.put(slot, gen);
-        if freed {
-            self.stats.free_pages.fetch_add(1, Ordering::Relaxed);
+        match self.slots.put(slot, gen) {
+            Some(free) => {
+                self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
-        freed
     }
 
     /// Stores `page` in a free slot with an RDMA WRITE on this CPU's write
-    /// queue; returns the slot and its generation. Ok only if the write
-    /// completed successfully and, checked after its completion, the slot's
-    /// generation and the session are still the ones it was written in.
-    /// Never retried: a failed store loses nothing (the page goes to the
-    /// next tier or the swap device).
-    pub(crate) fn store(&self, page: &PageRef, timeout: u64) -> Result<(u32, u32)> {
-        if !self.usable() {
-            return Err(code::EAGAIN);
+    /// queue; returns the slot, its generation, and the in-flight mark the
+    /// caller drops once it has recorded the page. Ok only if the write
+    /// completed successfully and, checked after its completion, the
+    /// slot's generation is still current. Never retried: a refused store
+    /// loses nothing (the page goes to the next tier or the swap device).
+    ///
+    /// A slot whose write failed is not given back: a packet of that write
+    /// may still be on the wire. It comes back when the generation is
+    /// retired.
+    pub(crate) fn store(&self, page: &PageRef) -> Result<(u32, u32, InFlight<'_>)> {
+        // Counted before the slot is taken (SeqCst on both sides): a
+        // retirement either sees this store, or this store sees the server
+        // lost and takes no slot.
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        let mark = InFlight(&self.inflight);
+        let (slot, gen, free) = self.slots.take().ok_or(code::ENOSPC)?;
+        self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+        match self.write(page, slot, gen) {
+            Ok(()) => Ok((slot, gen, mark)),
+            Err(e) if e == code::ECONNRESET => {
+                self.put_slot(slot, gen);
+                Err(e)
+            }
+            Err(e) => {
+                self.stats.quarantined.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         }
-        let (slot, gen) = self.slots.take().ok_or(code::ENOSPC)?;
-        self.stats.free_pages.fetch_sub(1, Ordering::Relaxed);
-        let r = self.write(page, slot, gen, timeout);
-        if r.is_err() {
-            self.put_slot(slot, gen);
-        }
-        r.map(|()| (slot, gen))
     }
 
-    fn write(&self, page: &PageRef, slot: u32, gen: u32, timeout: u64) -> Result {
-        let (remote, rkey) = self.target(slot).ok_or(code::EINVAL)?;
-        let q = self.queues.for_cpu(Op::Write).ok_or(code::EIO)?;
+    /// Writes `page` to `slot`: ECONNRESET if nothing was sent (the queue
+    /// is broken) or the generation moved on; another error if the write
+    /// itself failed.
+    fn write(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
+        let (remote, rkey) = self.target(slot).ok_or(code::ECONNRESET)?;
+        let q = self.queues.for_cpu(Op::Write).ok_or(code::ECONNRESET)?;
         if q.broken() {
-            return Err(code::EAGAIN);
+            return Err(code::ECONNRESET);
         }
         let t0 = rdma::now_ns();
-        match q.transfer(&self.pd, page, Op::Write, remote, rkey, timeout) {
+        match q.transfer(&self.pd, page, Op::Write, remote, rkey, self.timeout) {
             Ok(()) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .write_lat
                     .record(rdma::now_ns().saturating_sub(t0));
             }
+            Err(Failure::Disconnected) | Err(Failure::TornDown) => {
+                // Refused before anything was posted.
+                self.trouble(Failure::Disconnected);
+                return Err(code::ECONNRESET);
+            }
             Err(f) => {
                 self.trouble(f);
                 return Err(f.errno());
             }
         }
-        if self.slots.gen() != gen || self.target(slot).map(|t| t.1) != Some(rkey) {
+        if self.slots.gen() != gen {
             return Err(code::ECONNRESET);
         }
         Ok(())
@@ -347,18 +379,20 @@ impl Server {
 
     /// Reads `slot` of generation `gen` into `page`. While the server is
     /// reconnecting this tries its other read queues and waits for rebuilt
-    /// ones, up to `loss_timeout_s` after the outage began; EIO once the
-    /// page is lost.
-    pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32, timeout: u64) -> Result {
+    /// ones, up to `loss_timeout_s` after the outage began and never longer
+    /// than that after this load began; EIO once the page is lost.
+    pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
+        let deadline = rdma::jiffies().wrapping_add(self.loss);
         let mut retried = false;
         loop {
-            if self.slots.gen() != gen || self.state.load(Ordering::Acquire) == LOST {
+            let (now_gen, health) = self.slots.state();
+            if now_gen != gen || health == Health::Lost {
                 return Err(code::EIO);
             }
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
             let t0 = rdma::now_ns();
             let tried = self.queues.first_working(Op::Read, |q| {
-                q.transfer(&self.pd, page, Op::Read, remote, rkey, timeout)
+                q.transfer(&self.pd, page, Op::Read, remote, rkey, self.timeout)
             });
             match tried {
                 Some(Ok(())) => {
@@ -383,8 +417,8 @@ impl Server {
                 retried = true;
                 self.stats.loads_waited.fetch_add(1, Ordering::Relaxed);
             }
-            if self.past_bound() {
-                self.declare_lost("unreachable for longer than loss_timeout_s");
+            if self.past_bound() || rdma::after(rdma::jiffies(), deadline) {
+                self.retire(gen, "unreachable for longer than loss_timeout_s", None);
                 return Err(code::EIO);
             }
             rdma::sleep_ms(LOAD_RETRY_MS);
@@ -400,13 +434,8 @@ impl Server {
     /// A request failed: the server is reconnecting (if it was up).
     fn trouble(&self, f: Failure) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        if self
-            .state
-            .compare_exchange(UP, RECONNECTING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.since.store(rdma::jiffies(), Ordering::Release);
-            self.next_try.store(0, Ordering::Relaxed);
+        if self.slots.trouble(rdma::jiffies()) {
+            self.next_try.store(rdma::jiffies(), Ordering::Relaxed);
             self.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed);
             self.stats.up.store(0, Ordering::Relaxed);
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
@@ -422,39 +451,52 @@ impl Server {
 
     /// Reconnecting for longer than the bound.
     fn past_bound(&self) -> bool {
-        self.state.load(Ordering::Acquire) == RECONNECTING
-            && rdma::jiffies().wrapping_sub(self.since.load(Ordering::Acquire)) as i64
-                > self.loss as i64
+        match self.slots.health() {
+            Health::Reconnecting(since) => {
+                rdma::after(rdma::jiffies(), since.wrapping_add(self.loss))
+            }
+            _ => false,
+        }
     }
 
-    /// The pages held are gone: retire their generation (every slot is
-    /// free again, and loads of them fail) and stop using the server
-    /// until it is back. `slots` is how many slots the region has now.
-    fn retire_pages(&self, why: &str, slots: u32) {
-        let prev = self.state.swap(LOST, Ordering::AcqRel);
-        if prev == UP {
-            self.since.store(rdma::jiffies(), Ordering::Release);
+    /// The pages of generation `from` are gone: stop using the server,
+    /// wait for the stores in flight (each bounded by the request
+    /// timeout), then start a new generation with every slot free (of the
+    /// region of `region`'s slots, or the current one). Loads of the old
+    /// pages then fail. Only the first caller for a generation does it.
+    fn retire(&self, from: u32, why: &str, slots: Option<u32>) {
+        if !self.slots.begin_retire(from) {
+            return;
         }
-        self.slots.reset(slots.min(self.capacity));
+        self.stats.up.store(0, Ordering::Relaxed);
+        // A store that took a slot before the server was marked lost may
+        // still be writing it: reusing the slot now could let that write
+        // land on a newer page. Each is bounded (post, then a flush or a
+        // teardown, each within the timeout).
+        let limit = rdma::jiffies().wrapping_add(3 * self.timeout + rdma::ms_to_jiffies(1000));
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            if rdma::after(rdma::jiffies(), limit) {
+                pr_err!(
+                    "server {}: stores still in flight after 3 timeouts; retiring anyway\n",
+                    self.ep
+                );
+                break;
+            }
+            rdma::sleep_ms(1);
+        }
+        let n = slots
+            .unwrap_or_else(|| self.session.with(|s| s.region.slots()))
+            .min(self.capacity);
+        let free = self.slots.reset(from, n);
+        self.stats.free_pages.store(free as u64, Ordering::Relaxed);
         let lost = self.stats.pages.swap(0, Ordering::Relaxed);
         self.stats.lost_pages.fetch_add(lost, Ordering::Relaxed);
-        self.stats
-            .free_pages
-            .store(slots.min(self.capacity) as u64, Ordering::Relaxed);
-        self.stats.up.store(0, Ordering::Relaxed);
         pr_err!(
             "server {}: {}: its {} pages are lost (a fault on one gets SIGBUS, never stale data); new pages go elsewhere until it is back\n",
             self.ep,
             why,
             lost
         );
-    }
-
-    fn declare_lost(&self, why: &str) {
-        if self.state.load(Ordering::Acquire) == RECONNECTING {
-            let slots = self.session.with(|s| s.region.slots());
-            self.retire_pages(why, slots);
-        }
     }
 
     /// Called by the recovery thread, periodically: rebuilds the broken
@@ -469,11 +511,15 @@ impl Server {
             self.trouble(Failure::Disconnected);
         }
         let now = rdma::jiffies();
-        if (now.wrapping_sub(self.next_try.load(Ordering::Relaxed)) as i64) < 0 {
+        if !rdma::after(now, self.next_try.load(Ordering::Relaxed)) {
             return;
         }
         if self.past_bound() {
-            self.declare_lost("unreachable for longer than loss_timeout_s");
+            self.retire(
+                self.slots.gen(),
+                "unreachable for longer than loss_timeout_s",
+                None,
+            );
         }
         let mut all = true;
         for q in self.queues.iter() {
@@ -497,23 +543,18 @@ impl Server {
             return;
         }
         self.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed);
-        let prev = self.state.swap(UP, Ordering::AcqRel);
-        if prev != UP {
-            self.stats.up.store(1, Ordering::Relaxed);
-            let ms = rdma::jiffies_to_ms(
-                rdma::jiffies().wrapping_sub(self.since.load(Ordering::Acquire)),
-            );
-            pr_info!(
-                "server {}: back after {} ms, every queue rebuilt; {}\n",
-                self.ep,
-                ms,
-                if prev == LOST {
-                    "its earlier pages stay lost, new pages go there again"
-                } else {
-                    "no page was lost"
-                }
-            );
-        }
+        let was = self.slots.up();
+        self.stats.up.store(1, Ordering::Relaxed);
+        let outcome = match was {
+            Health::Up => return,
+            Health::Lost => "its earlier pages stay lost, new pages go there again",
+            Health::Reconnecting(_) => "no page was lost",
+        };
+        pr_info!(
+            "server {}: back, every queue rebuilt; {}\n",
+            self.ep,
+            outcome
+        );
     }
 
     /// A new connection for queue `q`, presenting our token. A reply with
@@ -527,11 +568,20 @@ impl Server {
             return Ok(conn);
         }
         // Retire first, so a load that raced with us sees the new
-        // generation before the new region exists (server.read re-checks).
-        self.retire_pages(
-            "it has a new session (memserver restarted, or dropped our region)",
-            new.region.slots(),
-        );
+        // generation before the new region exists (read() re-checks).
+        // When the pages were already retired (the bound passed), the
+        // free slots are refitted to the new region all the same.
+        let gen = self.slots.gen();
+        if self.slots.health() == Health::Lost {
+            let free = self.slots.refit(new.region.slots().min(self.capacity));
+            self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+        } else {
+            self.retire(
+                gen,
+                "it has a new session (memserver restarted, or dropped our region)",
+                Some(new.region.slots()),
+            );
+        }
         self.session.with(|s| *s = new);
         self.stats.capacity_pages.store(
             new.region.slots().min(self.capacity) as u64,
@@ -543,12 +593,15 @@ impl Server {
 }
 
 impl Drop for Server {
-    /// Tells the server that this node leaves, so it frees our region now
-    /// instead of keeping it for its grace period: one more connection
-    /// request, with the release flag and our token, which it rejects.
-    /// Best effort, and bounded like any connection attempt; the queues are
-    /// dropped (disconnected) after this.
+    /// Disconnects our queues, then tells the server that this node
+    /// leaves, so it frees our region now instead of keeping it for its
+    /// grace period: one more connection request, with the release flag
+    /// and our token, which it rejects. Best effort, and bounded like any
+    /// connection attempt.
     fn drop(&mut self) {
+        // Our queues go first, so the server frees no region that a
+        // connection of ours still uses.
+        drop(core::mem::replace(&mut self.queues, Queues::new()));
         let req = Request {
             queue: 0,
             node_id: self.ask.node_id,

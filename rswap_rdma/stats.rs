@@ -66,6 +66,9 @@ pub(crate) struct ServerStats {
     /// Pages declared lost (the server unreachable past the bound, or
     /// back with a new session).
     pub(crate) lost_pages: AtomicU64,
+    /// Slots set aside after a failed write (a packet of it may still be
+    /// on the wire) until the generation is retired.
+    pub(crate) quarantined: AtomicU64,
     pub(crate) read_lat: Latency,
     pub(crate) write_lat: Latency,
 }
@@ -117,6 +120,7 @@ pub(crate) fn publish(
         (b"loads_waited\0", &st.loads_waited),
         (b"loads_recovered\0", &st.loads_recovered),
         (b"lost_pages\0", &st.lost_pages),
+        (b"quarantined\0", &st.quarantined),
         (b"read_lat_p50_us\0", &st.read_lat.p50_us),
         (b"read_lat_p99_us\0", &st.read_lat.p99_us),
         (b"write_lat_p50_us\0", &st.write_lat.p50_us),

@@ -436,7 +436,7 @@ impl Server {
         drop(conn);
         let last = match self.nodes.get_mut(&node_id) {
             Some(n) => {
-                n.queues -= 1;
+                n.queues = n.queues.saturating_sub(1);
                 n.queues == 0
             }
             None => false,
@@ -459,6 +459,20 @@ impl Server {
     }
 
     fn free_node(&mut self, node_id: u64, why: &str) {
+        // Its connections go with it (a release may come before their
+        // disconnects), so none of them counts against a later session of
+        // the same node id.
+        let conns: Vec<IdKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.node == node_id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in conns {
+            if let Some(c) = self.conns.remove(&k) {
+                c.qp.id().disconnect();
+            }
+        }
         if let Some(n) = self.nodes.remove(&node_id) {
             let (offset, len) = n.mr.range();
             // Deregister first: once the MR is gone the NIC can no longer

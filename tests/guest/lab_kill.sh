@@ -4,7 +4,7 @@
 # Then memory node 1 in the middle of a run: the kernel stays up, the task
 # gets SIGBUS or finishes clean, and new pages go to the swap disk.
 . /tests/lib.sh
-load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=2000 || fail "insmod rswap_rdma"
+load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=2000 loss_timeout_s=5 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 rm -f /tmp/go
 walk 16M --mib 64 --random-passes 1 --lost-ok --pause /tmp/go &
