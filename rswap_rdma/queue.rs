@@ -44,7 +44,7 @@
 //!   and every byte verifies.
 
 use crate::ffi::PageRef;
-use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, Pd};
+use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -65,9 +65,10 @@ impl Op {
 
 /// One connection, used by one request at a time, and whether it is
 /// broken (a request on it failed, or the CM said it is gone) and waits
-/// to be rebuilt.
+/// to be rebuilt. A broken connection is discarded before it is rebuilt
+/// (None in between).
 pub(crate) struct Queue {
-    conn: Box<Mutex<Conn>>,
+    conn: Box<Mutex<Option<Conn>>>,
     /// Its index among the server's queues, sent when (re)connecting.
     index: usize,
     broken: AtomicBool,
@@ -80,7 +81,7 @@ impl Queue {
             Op::Write => LockClass::WriteQueue,
         };
         Ok(Queue {
-            conn: Mutex::new(conn, class)?,
+            conn: Mutex::new(Some(conn), class)?,
             index,
             broken: AtomicBool::new(false),
         })
@@ -100,7 +101,6 @@ impl Queue {
     /// [`Conn::transfer`]). A failure marks the queue broken.
     pub(crate) fn transfer(
         &self,
-        pd: &Pd,
         page: &PageRef,
         op: Op,
         remote: u64,
@@ -108,7 +108,8 @@ impl Queue {
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
         let r = self.conn.with(|c| {
-            c.transfer(pd, page, op, remote, rkey, timeout)?;
+            let c = c.as_mut().ok_or(Failure::TornDown)?;
+            c.transfer(page, op, remote, rkey, timeout)?;
             // A write is kept only if, after its successful completion, the
             // connection is still there: the server may have gone while
             // the page was on the wire (re-checked by the server, too).
@@ -127,28 +128,39 @@ impl Queue {
     /// while it was idle (the server went away between requests). True
     /// if it is broken.
     pub(crate) fn check(&self) -> bool {
-        if !self.broken() && self.conn.with(|c| c.lost()) {
+        if !self.broken() && self.conn.with(|c| c.as_ref().map_or(true, |c| c.lost())) {
             self.broken.store(true, Ordering::Release);
         }
         self.broken()
     }
 
-    /// Replaces the connection with `open()` if it is broken or the CM
-    /// reported it lost. Ok(true): rebuilt; Ok(false): it was fine.
+    /// Drops the connection if it is broken or the CM reported it lost:
+    /// everything it holds on its device is released (a device being
+    /// removed waits for that). True if the queue is broken.
+    pub(crate) fn discard_if_broken(&self) -> bool {
+        if !self.check() {
+            return false;
+        }
+        let old = self.conn.with(|c| c.take());
+        // Torn down outside the lock: teardown waits for the device.
+        drop(old);
+        true
+    }
+
+    /// Replaces a broken connection with `open()`. Ok(true): rebuilt;
+    /// Ok(false): it was fine.
     ///
     /// No queue lock is held while connecting: connecting allocates
     /// (GFP_KERNEL), reclaim may then store a page, and a store takes a
-    /// write queue's lock. The new connection is swapped in under the
-    /// lock, so no request runs on either while it changes; the old one is
-    /// torn down after the lock is released (teardown waits for the
-    /// device, see rdma.rs).
+    /// write queue's lock. The new connection is put in under the lock, so
+    /// no request runs on it before it is complete.
     pub(crate) fn rebuild(&self, open: impl FnOnce() -> Result<Conn>) -> Result<bool> {
-        if !self.check() {
+        if !self.discard_if_broken() {
             return Ok(false);
         }
         let new = open()?;
         let old = self.conn.with(|c| {
-            let old = core::mem::replace(c, new);
+            let old = c.replace(new);
             self.broken.store(false, Ordering::Release);
             old
         });

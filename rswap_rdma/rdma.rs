@@ -340,14 +340,6 @@ impl CmState {
 // ---------------------------------------------------------------------------
 // Protection domain.
 
-/// The PD a new connection uses.
-pub(crate) enum PdRef<'a> {
-    /// The server's first connection: create the PD here if it is None.
-    Create(&'a mut Option<Pd>),
-    /// A later connection (a rebuilt queue): the server's PD.
-    Use(&'a Pd),
-}
-
 /// A protection domain on a device; deallocated on drop.
 pub(crate) struct Pd {
     pd: *mut bindings::ib_pd,
@@ -369,9 +361,8 @@ impl Pd {
 
 impl Drop for Pd {
     fn drop(&mut self) {
-        // SAFETY: every QP and CQ using it is destroyed first (a Server
-        // drops its queues before its PD, and Server::connect declares the
-        // PD before the connections it makes).
+        // SAFETY: every QP and CQ using it is destroyed first: it belongs
+        // to one Conn, whose Drop destroys them before its fields drop.
         unsafe { bindings::ib_dealloc_pd_user(self.pd, ptr::null_mut()) };
     }
 }
@@ -448,6 +439,11 @@ pub(crate) struct Conn {
     qp: *mut bindings::ib_qp,
     state: Box<CmState>,
     seq: u64,
+    /// Its own PD, created once the device is known. Declared last, so
+    /// dropped after Drop has destroyed the QP and CQ that use it. One PD
+    /// per connection: dropping a connection then releases everything it
+    /// holds on its device, which is what a device removal waits for.
+    pd: Option<Pd>,
 }
 
 // SAFETY: the id, QP and CQ may be used from any thread; a Conn is used by
@@ -456,13 +452,11 @@ pub(crate) struct Conn {
 unsafe impl Send for Conn {}
 
 impl Conn {
-    /// Connects to `to`, sending `request` as private data, with the
-    /// server's PD (`PdRef::Use`), or one created on first use
-    /// (`PdRef::Create`). Every step is bounded by `ms`. Returns the
-    /// connection and the private data of the accept.
+    /// Connects to `to`, sending `request` as private data. Every step is
+    /// bounded by `ms`. Returns the connection and the private data of the
+    /// accept.
     pub(crate) fn connect(
         to: Endpoint,
-        pd: PdRef<'_>,
         request: &[u8],
         ms: u32,
         depth: u32,
@@ -491,6 +485,7 @@ impl Conn {
             qp: ptr::null_mut(),
             state,
             seq: 0,
+            pd: None,
         };
         let dst = bindings::sockaddr_in {
             sin_family: bindings::AF_INET as u16,
@@ -521,31 +516,13 @@ impl Conn {
         conn.expect(CmEvent::RouteResolved, ms, "route resolution")?;
         // SAFETY: after route resolution the id is bound to a device.
         let device = unsafe { (*id).device };
-        let pdr = match pd {
-            PdRef::Create(slot) => {
-                if slot.is_none() {
-                    // SAFETY: a live device; the caller name is a static string.
-                    let p = unsafe {
-                        bindings::__ib_alloc_pd(device, 0, b"rswap_rdma\0".as_ptr() as *const _)
-                    };
-                    if is_err_ptr(p) {
-                        return Err(ConnectError::Setup("ib_alloc_pd", ptr_err(p)));
-                    }
-                    *slot = Some(Pd { pd: p, device });
-                }
-                slot.as_ref()
-            }
-            PdRef::Use(p) => Some(p),
-        };
-        let pdr = match pdr {
-            Some(p) if p.device == device => p,
-            _ => {
-                return Err(ConnectError::Setup(
-                    "second device for one server",
-                    code::EINVAL,
-                ))
-            }
-        };
+        // SAFETY: a live device; the caller name is a static string.
+        let pd =
+            unsafe { bindings::__ib_alloc_pd(device, 0, b"rswap_rdma\0".as_ptr() as *const _) };
+        if is_err_ptr(pd) {
+            return Err(ConnectError::Setup("ib_alloc_pd", ptr_err(pd)));
+        }
+        conn.pd = Some(Pd { pd, device });
         // SAFETY: a live device; polled directly by us (IB_POLL_DIRECT).
         let cq = unsafe {
             bindings::__ib_alloc_cq(
@@ -572,7 +549,7 @@ impl Conn {
         attr.sq_sig_type = bindings::ib_sig_type_IB_SIGNAL_REQ_WR;
         attr.qp_type = bindings::ib_qp_type_IB_QPT_RC;
         // SAFETY: valid id, PD and CQ on the same device.
-        let r = unsafe { bindings::rdma_create_qp(id, pdr.pd, &mut attr) };
+        let r = unsafe { bindings::rdma_create_qp(id, pd, &mut attr) };
         if r != 0 {
             return Err(ConnectError::Setup("rdma_create_qp", Error::from_errno(r)));
         }
@@ -633,16 +610,16 @@ impl Conn {
     /// kernel. See `post_and_wait` for how each path ensures it.
     pub(crate) fn transfer(
         &mut self,
-        pd: &Pd,
         page: &PageRef,
         op: Op,
         remote: u64,
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
-        if self.qp.is_null() {
-            return Err(Failure::TornDown);
-        }
+        let (device, lkey) = match &self.pd {
+            Some(pd) if !self.qp.is_null() => (pd.device, pd.lkey()),
+            _ => return Err(Failure::TornDown),
+        };
         if self.lost() {
             return Err(Failure::Disconnected);
         }
@@ -651,18 +628,18 @@ impl Conn {
             Op::Read => bindings::dma_data_direction_DMA_FROM_DEVICE,
         };
         // SAFETY: the page is locked by the swap code for this call and
-        // outlives it; `pd.device` is the device of our QP (Conn::connect
-        // checked it). The mapping is undone below on every path.
-        let dma = unsafe { bindings::ib_dma_map_page(pd.device, page.as_ptr(), 0, PAGE_SIZE, dir) };
+        // outlives it; `device` is the device of our QP and PD. The mapping
+        // is undone below on every path.
+        let dma = unsafe { bindings::ib_dma_map_page(device, page.as_ptr(), 0, PAGE_SIZE, dir) };
         // SAFETY: checks the address just returned, on the same device.
-        if unsafe { bindings::ib_dma_mapping_error(pd.device, dma) } != 0 {
+        if unsafe { bindings::ib_dma_mapping_error(device, dma) } != 0 {
             return Err(Failure::Post(code::EIO));
         }
-        let r = self.post_and_wait(pd, dma, op, remote, rkey, timeout);
+        let r = self.post_and_wait(lkey, dma, op, remote, rkey, timeout);
         // SAFETY: unmaps what we mapped above, with the same device, size
         // and direction. post_and_wait returned, so the device is done with
         // the page: its completion was reaped or the QP destroyed.
-        unsafe { bindings::ib_dma_unmap_page(pd.device, dma, PAGE_SIZE, dir) };
+        unsafe { bindings::ib_dma_unmap_page(device, dma, PAGE_SIZE, dir) };
         r
     }
 
@@ -680,7 +657,7 @@ impl Conn {
     ///   using it. The connection is then refused for good.
     fn post_and_wait(
         &mut self,
-        pd: &Pd,
+        lkey: u32,
         dma: u64,
         op: Op,
         remote: u64,
@@ -692,7 +669,7 @@ impl Conn {
         let mut sge = bindings::ib_sge {
             addr: dma,
             length: PAGE_SIZE as u32,
-            lkey: pd.lkey(),
+            lkey,
         };
         // SAFETY: zeroed is a valid ib_rdma_wr to fill in.
         let mut wr: bindings::ib_rdma_wr = unsafe { core::mem::zeroed() };

@@ -35,7 +35,7 @@ use crate::params::Params;
 use crate::placement::{Health, Region, RegionError, Slots};
 use crate::proto::{Reply, Request, Status, Token, NO_TOKEN, SECRET_LEN};
 use crate::queue::{Queue, Queues, QUEUE_DEPTH};
-use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, Op, Pd, PdRef, PRIVATE_MAX};
+use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, Op, PRIVATE_MAX};
 use crate::stats::ServerStats;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::code;
@@ -69,9 +69,7 @@ struct Session {
 
 pub(crate) struct Server {
     pub(crate) ep: Endpoint,
-    // The queues are declared (so dropped) before the PD they use.
     queues: Queues,
-    pd: Pd,
     ask: Ask,
     session: Box<SpinLock<Session>>,
     /// Free slots, their generation, and the server's health, under one
@@ -198,14 +196,7 @@ fn granted(ep: Endpoint, private: &[u8], want: u64) -> Result<Session> {
 
 /// Opens queue `q` to `ep` presenting `token`. With `quiet`, failures are
 /// not logged (a rebuild during an outage fails again and again).
-fn open(
-    ep: Endpoint,
-    ask: &Ask,
-    pd: PdRef<'_>,
-    q: usize,
-    token: Token,
-    quiet: bool,
-) -> Result<(Conn, Session)> {
+fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<(Conn, Session)> {
     let req = Request {
         queue: q as u16,
         node_id: ask.node_id,
@@ -214,12 +205,11 @@ fn open(
         token,
         release: false,
     };
-    let (conn, priv_data, n) =
-        match Conn::connect(ep, pd, &req.encode(), ask.timeout_ms, QUEUE_DEPTH) {
-            Ok(c) => c,
-            Err(_) if quiet => return Err(code::EHOSTUNREACH),
-            Err(e) => return Err(connect_error(ep, e, ask.timeout_ms)),
-        };
+    let (conn, priv_data, n) = match Conn::connect(ep, &req.encode(), ask.timeout_ms, QUEUE_DEPTH) {
+        Ok(c) => c,
+        Err(_) if quiet => return Err(code::EHOSTUNREACH),
+        Err(e) => return Err(connect_error(ep, e, ask.timeout_ms)),
+    };
     let session = granted(ep, &priv_data[..n.min(PRIVATE_MAX)], ask.mib as u64 * MIB)?;
     Ok((conn, session))
 }
@@ -235,13 +225,11 @@ impl Server {
             secret: p.secret,
             timeout_ms: p.timeout_ms,
         };
-        // Declared first, so dropped after the connections made with it.
-        let mut pd = None;
         let mut queues = Queues::new();
         let mut first: Option<Session> = None;
         for q in 0..2 * cpus {
             let token = first.map_or(NO_TOKEN, |s| s.token);
-            let (conn, session) = open(ep, &ask, PdRef::Create(&mut pd), q, token, false)?;
+            let (conn, session) = open(ep, &ask, q, token, false)?;
             match first {
                 None => first = Some(session),
                 Some(s) if s.raw != session.raw || s.token != session.token => {
@@ -273,7 +261,6 @@ impl Server {
         Ok(Server {
             ep,
             queues,
-            pd: pd.ok_or(code::EINVAL)?,
             ask,
             session: SpinLock::new(session)?,
             slots,
@@ -354,7 +341,7 @@ impl Server {
             return Err(code::ECONNRESET);
         }
         let t0 = rdma::now_ns();
-        match q.transfer(&self.pd, page, Op::Write, remote, rkey, self.timeout) {
+        match q.transfer(page, Op::Write, remote, rkey, self.timeout) {
             Ok(()) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -392,7 +379,7 @@ impl Server {
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
             let t0 = rdma::now_ns();
             let tried = self.queues.first_working(Op::Read, |q| {
-                q.transfer(&self.pd, page, Op::Read, remote, rkey, self.timeout)
+                q.transfer(page, Op::Read, remote, rkey, self.timeout)
             });
             match tried {
                 Some(Ok(())) => {
@@ -521,6 +508,11 @@ impl Server {
                 None,
             );
         }
+        // Drop every broken connection first, so a device being removed
+        // gets all of ours back at once (it waits for them), then rebuild.
+        for q in self.queues.iter() {
+            q.discard_if_broken();
+        }
         let mut all = true;
         for q in self.queues.iter() {
             match q.rebuild(|| self.reopen(q.index())) {
@@ -563,7 +555,7 @@ impl Server {
     /// every queue is rebuilt into it (this one is refused, to be redone).
     fn reopen(&self, q: usize) -> Result<Conn> {
         let cur = self.session.with(|s| *s);
-        let (conn, new) = open(self.ep, &self.ask, PdRef::Use(&self.pd), q, cur.token, true)?;
+        let (conn, new) = open(self.ep, &self.ask, q, cur.token, true)?;
         if new.token == cur.token && new.raw == cur.raw {
             return Ok(conn);
         }
@@ -610,13 +602,7 @@ impl Drop for Server {
             token: self.session.with(|s| s.token),
             release: true,
         };
-        match Conn::connect(
-            self.ep,
-            PdRef::Use(&self.pd),
-            &req.encode(),
-            self.ask.timeout_ms,
-            QUEUE_DEPTH,
-        ) {
+        match Conn::connect(self.ep, &req.encode(), self.ask.timeout_ms, QUEUE_DEPTH) {
             Err(ConnectError::Rejected(p, n, _))
                 if Reply::decode(&p[..n.min(PRIVATE_MAX)]).map(|r| r.status) == Ok(Status::Ok) =>
             {
