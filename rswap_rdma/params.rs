@@ -101,6 +101,16 @@ pub(crate) fn parse() -> Result<Params> {
         pr_err!("loss_timeout_s={} is outside 1..3600\n", loss_timeout_s);
         return Err(code::EINVAL);
     }
+    // One request may take two timeouts (its own and its flush): a shorter
+    // bound would declare pages lost on a single slow request.
+    if loss_timeout_s as u64 * 1000 <= 2 * timeout_ms as u64 {
+        pr_err!(
+            "loss_timeout_s={} must be longer than two timeouts (timeout_ms={})\n",
+            loss_timeout_s,
+            timeout_ms
+        );
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,

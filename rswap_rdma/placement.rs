@@ -137,6 +137,9 @@ struct Inner {
     free: Vec<u32>,
     gen: u32,
     health: Health,
+    /// Between `begin_retire` and `reset`: the stores in flight are being
+    /// waited for; nothing may take a slot or bring the server up.
+    retiring: bool,
 }
 
 /// The free slots of a server's region, their generation, and the
@@ -154,6 +157,7 @@ impl Slots {
             free,
             gen: 0,
             health: Health::Up,
+            retiring: false,
         };
         f.refill(n);
         Ok(Slots(SpinLock::new(f)?))
@@ -163,7 +167,7 @@ impl Slots {
     /// how many are left free.
     pub(crate) fn take(&self) -> Option<(u32, u32, usize)> {
         self.0.with(|f| {
-            if f.health != Health::Up {
+            if f.health != Health::Up || f.retiring {
                 return None;
             }
             f.free.pop().map(|s| (s, f.gen, f.free.len()))
@@ -202,10 +206,15 @@ impl Slots {
         })
     }
 
-    /// Back up; returns the health it had.
-    pub(crate) fn up(&self) -> Health {
-        self.0
-            .with(|f| core::mem::replace(&mut f.health, Health::Up))
+    /// Back up; returns the health it had, or None (and changes nothing)
+    /// while a retirement is under way.
+    pub(crate) fn up(&self) -> Option<Health> {
+        self.0.with(|f| {
+            if f.retiring {
+                return None;
+            }
+            Some(core::mem::replace(&mut f.health, Health::Up))
+        })
     }
 
     /// Starts retiring generation `from`: marks the server lost, so no
@@ -214,19 +223,23 @@ impl Slots {
     /// is already retired, or being retired by someone else.
     pub(crate) fn begin_retire(&self, from: u32) -> bool {
         self.0.with(|f| {
-            if f.gen != from || f.health == Health::Lost {
+            if f.gen != from || f.health == Health::Lost || f.retiring {
                 return false;
             }
             f.health = Health::Lost;
+            f.retiring = true;
             true
         })
     }
 
-    /// Refits the free slots of a server whose pages are already lost to
-    /// a new region of `n` slots (at most as many as at creation).
+    /// Refits the free slots of a server whose pages are already lost
+    /// (and retired) to a new region of `n` slots (at most as many as at
+    /// creation), in a new generation. Nothing while a retirement is
+    /// under way (it refits when it ends).
     pub(crate) fn refit(&self, n: u32) -> usize {
         self.0.with(|f| {
-            if f.health == Health::Lost {
+            if f.health == Health::Lost && !f.retiring {
+                f.gen = (f.gen + 1) & GEN_MASK;
                 f.free.clear();
                 f.refill(n);
             }
@@ -239,11 +252,12 @@ impl Slots {
     /// older ones is lost. Returns how many slots are free.
     pub(crate) fn reset(&self, from: u32, n: u32) -> usize {
         self.0.with(|f| {
-            if f.gen == from {
+            if f.gen == from && f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
+                f.free.clear();
+                f.refill(n);
+                f.retiring = false;
             }
-            f.free.clear();
-            f.refill(n);
             f.free.len()
         })
     }

@@ -97,8 +97,11 @@ impl Queue {
     }
 
     /// One page transfer, waiting for the queue and then for completion.
+    /// `current` is asked under the queue's lock, just before posting:
+    /// false refuses the request (`Failure::Stale`) with nothing posted.
     /// When this returns the device is done with the page (see
-    /// [`Conn::transfer`]). A failure marks the queue broken.
+    /// [`Conn::transfer`]). A failure (but a stale one) marks the queue
+    /// broken.
     pub(crate) fn transfer(
         &self,
         page: &PageRef,
@@ -106,9 +109,13 @@ impl Queue {
         remote: u64,
         rkey: u32,
         timeout: u64,
+        current: impl FnOnce() -> bool,
     ) -> core::result::Result<(), Failure> {
         let r = self.conn.with(|c| {
             let c = c.as_mut().ok_or(Failure::TornDown)?;
+            if !current() {
+                return Err(Failure::Stale);
+            }
             c.transfer(page, op, remote, rkey, timeout)?;
             // A write is kept only if, after its successful completion, the
             // connection is still there: the server may have gone while
@@ -118,7 +125,7 @@ impl Queue {
             }
             Ok(())
         });
-        if r.is_err() {
+        if matches!(r, Err(f) if !matches!(f, Failure::Stale)) {
             self.broken.store(true, Ordering::Release);
         }
         r
@@ -239,7 +246,7 @@ impl Failure {
     /// The error the backend returns for it.
     pub(crate) fn errno(self) -> Error {
         match self {
-            Failure::Disconnected | Failure::TornDown => code::ECONNRESET,
+            Failure::Disconnected | Failure::TornDown | Failure::Stale => code::ECONNRESET,
             Failure::Post(e) => e,
             Failure::Completion(_) => code::EIO,
             Failure::Timeout => code::ETIMEDOUT,
@@ -251,6 +258,7 @@ impl Failure {
         match self {
             Failure::Disconnected => "a queue was disconnected",
             Failure::TornDown => "a queue was destroyed after a lost request",
+            Failure::Stale => "a request was no longer current",
             Failure::Post(_) => "posting a request failed",
             Failure::Completion(_) => "an RDMA request failed",
             Failure::Timeout => "an RDMA request timed out",

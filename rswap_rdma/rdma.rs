@@ -48,12 +48,12 @@ pub(crate) fn jiffies() -> u64 {
     unsafe { ptr::read_volatile(ptr::addr_of!(bindings::jiffies)) as u64 }
 }
 
-/// Has jiffies passed `deadline`? (`time_after`, wrap-safe.)
-/// Jiffies `a` is after jiffies `b` (wrap-safe).
+/// Jiffies `a` is after jiffies `b` (`time_after`, wrap-safe).
 pub(crate) fn after(a: u64, b: u64) -> bool {
     (b.wrapping_sub(a) as i64) < 0
 }
 
+/// Has jiffies passed `deadline`?
 fn past(deadline: u64) -> bool {
     (jiffies().wrapping_sub(deadline) as i64) > 0
 }
@@ -81,7 +81,6 @@ pub(crate) fn random_below(n: u64) -> u64 {
     (r * n) >> 32
 }
 
-/// Yields the CPU if something else should run.
 /// `j` jiffies in milliseconds.
 pub(crate) fn jiffies_to_ms(j: u64) -> u64 {
     // SAFETY: a pure conversion.
@@ -94,6 +93,7 @@ pub(crate) fn sleep_ms(ms: u32) {
     unsafe { bindings::msleep(ms) };
 }
 
+/// Yields the CPU if something else should run.
 fn cond_resched() {
     // SAFETY: only called from process context that may sleep (the
     // store/load paths and module init).
@@ -348,9 +348,6 @@ pub(crate) struct Pd {
 
 // SAFETY: verbs objects may be used from any thread.
 unsafe impl Send for Pd {}
-// SAFETY: as for Send; through `&Pd` we only read `local_dma_lkey` and pass
-// the device to the DMA mapping helpers, which may run concurrently.
-unsafe impl Sync for Pd {}
 
 impl Pd {
     fn lkey(&self) -> u32 {
@@ -362,7 +359,8 @@ impl Pd {
 impl Drop for Pd {
     fn drop(&mut self) {
         // SAFETY: every QP and CQ using it is destroyed first: it belongs
-        // to one Conn, whose Drop destroys them before its fields drop.
+        // to one Conn, whose Drop destroys them before freeing it (and
+        // before destroying the CM id that holds the device).
         unsafe { bindings::ib_dealloc_pd_user(self.pd, ptr::null_mut()) };
     }
 }
@@ -418,6 +416,9 @@ pub(crate) enum Failure {
     Disconnected,
     /// The QP was torn down by an earlier failure; nothing was posted.
     TornDown,
+    /// Refused under the queue's lock before posting: what the request
+    /// was for is no longer current (the server's pages were retired).
+    Stale,
     /// The page could not be mapped or the request posted; the device
     /// never saw it.
     Post(Error),
@@ -439,10 +440,11 @@ pub(crate) struct Conn {
     qp: *mut bindings::ib_qp,
     state: Box<CmState>,
     seq: u64,
-    /// Its own PD, created once the device is known. Declared last, so
-    /// dropped after Drop has destroyed the QP and CQ that use it. One PD
-    /// per connection: dropping a connection then releases everything it
-    /// holds on its device, which is what a device removal waits for.
+    /// Its own PD, created once the device is known; Drop frees it after
+    /// the QP and CQ that use it and before the CM id. One PD per
+    /// connection: dropping a connection then releases everything it holds
+    /// on its device before the id, which is what a device removal waits
+    /// for.
     pd: Option<Pd>,
 }
 
@@ -802,6 +804,10 @@ impl Drop for Conn {
             // SAFETY: our CQ; the QP using it is destroyed just above.
             unsafe { bindings::ib_free_cq(self.cq) };
         }
+        // The PD before the id: a device being removed waits only for its
+        // CM ids, and then frees everything; nothing of ours may be left
+        // on it by then.
+        drop(self.pd.take());
         // SAFETY: our id, destroyed once; rdma_destroy_id waits for a
         // running handler, after which `state` (dropped after us) may go.
         unsafe { bindings::rdma_destroy_id(self.id) };

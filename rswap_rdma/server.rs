@@ -341,16 +341,23 @@ impl Server {
             return Err(code::ECONNRESET);
         }
         let t0 = rdma::now_ns();
-        match q.transfer(page, Op::Write, remote, rkey, self.timeout) {
+        // Re-checked under the queue's lock: a store that waited for the
+        // queue while the server's pages were retired must not post (its
+        // slot may hold a newer page by then).
+        let current = || self.slots.state() == (gen, Health::Up);
+        match q.transfer(page, Op::Write, remote, rkey, self.timeout, current) {
             Ok(()) => {
                 self.stats.writes.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .write_lat
                     .record(rdma::now_ns().saturating_sub(t0));
             }
-            Err(Failure::Disconnected) | Err(Failure::TornDown) => {
-                // Refused before anything was posted.
-                self.trouble(Failure::Disconnected);
+            Err(Failure::Stale) => return Err(code::ECONNRESET),
+            Err(f @ (Failure::Disconnected | Failure::TornDown)) => {
+                // Nothing was posted, or the write completed and the
+                // connection was found lost after it: no packet of it can
+                // land later, so its slot may be reused.
+                self.trouble(f);
                 return Err(code::ECONNRESET);
             }
             Err(f) => {
@@ -367,9 +374,10 @@ impl Server {
     /// Reads `slot` of generation `gen` into `page`. While the server is
     /// reconnecting this tries its other read queues and waits for rebuilt
     /// ones, up to `loss_timeout_s` after the outage began and never longer
-    /// than that after this load began; EIO once the page is lost.
+    /// than that after this load's first failure; EIO once the page is
+    /// lost.
     pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
-        let deadline = rdma::jiffies().wrapping_add(self.loss);
+        let mut deadline = None;
         let mut retried = false;
         loop {
             let (now_gen, health) = self.slots.state();
@@ -379,7 +387,7 @@ impl Server {
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
             let t0 = rdma::now_ns();
             let tried = self.queues.first_working(Op::Read, |q| {
-                q.transfer(page, Op::Read, remote, rkey, self.timeout)
+                q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
             });
             match tried {
                 Some(Ok(())) => {
@@ -404,6 +412,7 @@ impl Server {
                 retried = true;
                 self.stats.loads_waited.fetch_add(1, Ordering::Relaxed);
             }
+            let deadline = *deadline.get_or_insert(rdma::jiffies().wrapping_add(self.loss));
             if self.past_bound() || rdma::after(rdma::jiffies(), deadline) {
                 self.retire(gen, "unreachable for longer than loss_timeout_s", None);
                 return Err(code::EIO);
@@ -497,6 +506,12 @@ impl Server {
             // A queue the CM found disconnected while idle.
             self.trouble(Failure::Disconnected);
         }
+        // Drop every broken connection first, at once, so a device being
+        // removed gets all of ours back (it waits for them); then rebuild,
+        // with backoff.
+        for q in self.queues.iter() {
+            q.discard_if_broken();
+        }
         let now = rdma::jiffies();
         if !rdma::after(now, self.next_try.load(Ordering::Relaxed)) {
             return;
@@ -507,11 +522,6 @@ impl Server {
                 "unreachable for longer than loss_timeout_s",
                 None,
             );
-        }
-        // Drop every broken connection first, so a device being removed
-        // gets all of ours back at once (it waits for them), then rebuild.
-        for q in self.queues.iter() {
-            q.discard_if_broken();
         }
         let mut all = true;
         for q in self.queues.iter() {
@@ -535,7 +545,10 @@ impl Server {
             return;
         }
         self.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed);
-        let was = self.slots.up();
+        let was = match self.slots.up() {
+            Some(h) => h,
+            None => return, // A retirement is under way; up on a later pass.
+        };
         self.stats.up.store(1, Ordering::Relaxed);
         let outcome = match was {
             Health::Up => return,

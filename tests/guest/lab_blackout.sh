@@ -50,11 +50,5 @@ note "lost $(walkval lost) pages of $on2 on node 2; $(rcounters 1)"
 wait
 wait_up 1 40
 expect "node 2 is back after the long blackout" "$(rstat 1 up)" -eq 1
-w2=$(rstat 1 writes)
-walk 8M --mib 16 --random-passes 0 --seed 13 || fail "walker after node 2 came back: exit $?"
-expect "data verified after it came back" "$(walkval mismatches)" -eq 0
-expect "node 2 takes new pages again" "$(rstat 1 writes)" -gt $((w2 + 200))
-echo "RSWAP-BLACKOUT long: $(rcounters 1) lost_by_walker=$lost"
-swapoff "$SWAPDEV" || fail "swapoff (b)"
-unload_rdma || fail "rmmod (b)"
+node2_serves_again 13 "RSWAP-BLACKOUT long" "$lost"
 finish

@@ -24,11 +24,5 @@ expect "node 1 lost nothing" "$(rstat 0 lost_pages)" -eq 0
 rdma link add rxe_eth1 type rxe netdev eth1 || fail "rdma link add"
 wait_up 1 40
 expect "node 2 is back with the device" "$(rstat 1 up)" -eq 1
-w2=$(rstat 1 writes)
-walk 8M --mib 16 --random-passes 0 --seed 32 || fail "walker after the device came back: exit $?"
-expect "data verified after the device came back" "$(walkval mismatches)" -eq 0
-expect "node 2 takes new pages again" "$(rstat 1 writes)" -gt $((w2 + 200))
-echo "RSWAP-DEVREMOVE: $(rcounters 1) lost_by_walker=$lost"
-swapoff "$SWAPDEV" || fail "swapoff"
-unload_rdma || fail "rmmod"
+node2_serves_again 32 "RSWAP-DEVREMOVE" "$lost"
 finish

@@ -22,6 +22,8 @@ expect_fail "timeout out of range" "outside 100..60000" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" timeout_ms=5
 expect_fail "loss timeout out of range" "loss_timeout_s=0 is outside 1..3600" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" loss_timeout_s=0
+expect_fail "loss timeout within two request timeouts" "must be longer than two timeouts" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" timeout_ms=3000 loss_timeout_s=5
 expect "rswap_rdma not loaded" "$(grep -c rswap_rdma /proc/modules)" -eq 0
 # After all that a good load works and unloads cleanly.
 insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" || fail "good load"

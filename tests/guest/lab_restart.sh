@@ -21,11 +21,5 @@ expect "no page came back wrong" "$(walkval mismatches)" -eq 0
 expect "the pages on node 2 were lost" "$(walkval lost)" -gt 0
 expect "no more than node 2 held" "$(walkval lost)" -le "$on2"
 lost=$(walkval lost)
-w2=$(rstat 1 writes)
-walk 8M --mib 16 --random-passes 0 --seed 22 || fail "walker after the restart: exit $?"
-expect "data verified after the restart" "$(walkval mismatches)" -eq 0
-expect "the restarted node 2 takes new pages" "$(rstat 1 writes)" -gt $((w2 + 200))
-echo "RSWAP-RESTART: $(rcounters 1) lost_by_walker=$lost"
-swapoff "$SWAPDEV" || fail "swapoff"
-unload_rdma || fail "rmmod"
+node2_serves_again 22 "RSWAP-RESTART" "$lost"
 finish
