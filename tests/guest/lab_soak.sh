@@ -11,7 +11,7 @@ load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=1000 |
 swap_on || fail "swapon"
 for g in soak_a soak_b; do
 	mkdir -p /sys/fs/cgroup/$g
-	echo 10M >/sys/fs/cgroup/$g/memory.max
+	echo 8M >/sys/fs/cgroup/$g/memory.max
 done
 rm -f /tmp/soak-*
 end=$(($(date +%s) + dur))
@@ -28,9 +28,9 @@ soak_loop() {
 	done
 }
 out0=$(stat rswap/stores)
-soak_loop soak_a seq --mib 16 --random-passes 0 &
-soak_loop soak_b random --mib 16 --random-passes 3 &
-soak_loop soak_a huge --mib 16 --random-passes 1 --huge &
+soak_loop soak_a seq --mib 12 --random-passes 0 &
+soak_loop soak_b random --mib 12 --random-passes 2 &
+soak_loop soak_a huge --mib 12 --random-passes 1 --huge &
 (sleep $((dur / 2)) && blackout 2 5) &
 wait
 runs=0
