@@ -458,7 +458,7 @@ pub struct Mr {
     raw: *mut sys::ibv_mr,
     offset: u64,
     len: u64,
-    _pd: Rc<Pd>,
+    pd: Rc<Pd>,
     _mem: Rc<Buffer>,
 }
 
@@ -501,9 +501,14 @@ impl Mr {
             raw: mr,
             offset,
             len,
-            _pd: pd.clone(),
+            pd: pd.clone(),
             _mem: mem.clone(),
         })
+    }
+
+    /// The protection domain the range is registered in.
+    pub fn pd(&self) -> &Rc<Pd> {
+        &self.pd
     }
 
     pub fn rkey(&self) -> u32 {

@@ -21,6 +21,15 @@ load_rdma servers="$(server 1)" mib_per_server=64 || fail "insmod rswap_rdma"
 probe --want-mib 8 --read-at $((8 << 20)); expect "read past its region refused" "$?" -eq 4
 probe --want-mib 8 --read-at 18446744073709547520; expect "read of the previous region (another node's) refused" "$?" -eq 4
 grep -q "remote access\|REM_ACCESS\|access" /tmp/probe.out || note "completion status: $(cat /tmp/probe.out | tail -1)"
+# Each node has its own protection domain: another node's grant (rkey and
+# address, as a wire capture would show them) is useless on our queue.
+rswap-probe --server "$(server 1)" --secret "$SECRET" --node-id 0x21 --want-mib 4 --hold 6 >/tmp/hold.out 2>&1 &
+holder=$!
+sleep 3
+grant=$(sed -n 's/.*(grant \(0x[0-9a-f]*:0x[0-9a-f]*\)).*/\1/p' /tmp/hold.out)
+expect "the first node got a grant" "$(echo "$grant" | grep -c :)" -eq 1
+probe --node-id 0x22 --want-mib 4 --read-with "$grant"; expect "another node's rkey refused on our queue" "$?" -eq 4
+wait $holder; expect "the node owning that grant was served" "$?" -eq 0
 unload_rdma || fail "rmmod"
 # Lifecycle, on a memserver of our own (rxe loops back to our address):
 # SIGTERM frees the port at once, a restart on it works, clients reconnect.

@@ -57,6 +57,11 @@ struct Args {
     /// (wraps around: 2^64-4096 is the page before it)
     #[arg(long, value_name = "BYTES", value_parser = parse_u64)]
     read_at: Option<u64>,
+    /// After admission, RDMA READ one page at ADDR with RKEY, another
+    /// node's grant, on this node's queue: every node has its own
+    /// protection domain, so this must fail (exit 4)
+    #[arg(long, value_name = "RKEY:ADDR", value_parser = parse_grant)]
+    read_with: Option<(u32, u64)>,
     /// Open this many queues in one session: the first gets the session
     /// token, the others present it, as rswap_rdma's queues do
     #[arg(long, value_name = "N", default_value_t = 1,
@@ -77,6 +82,16 @@ fn parse_u64(s: &str) -> Result<u64, String> {
         None => s.parse(),
     };
     r.map_err(|_| format!("not a number (decimal, or hex with 0x): {s:?}"))
+}
+
+/// `RKEY:ADDR`, each decimal or 0x hex, as printed by an accepted probe.
+fn parse_grant(s: &str) -> Result<(u32, u64), String> {
+    let (k, a) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected RKEY:ADDR, got {s:?}"))?;
+    let k = parse_u64(k)?;
+    let k = u32::try_from(k).map_err(|_| format!("an rkey has 32 bits: {k:#x}"))?;
+    Ok((k, parse_u64(a)?))
 }
 
 fn main() {
@@ -137,24 +152,37 @@ fn main() {
         }
     };
     println!(
-        "probe: accepted: region {} MiB at {:#x}, rkey {:#x}",
+        "probe: accepted: region {} MiB at {:#x}, rkey {:#x} (grant {:#x}:{:#x})",
         r.size >> 20,
         r.addr,
-        r.rkey
+        r.rkey,
+        r.rkey,
+        r.addr
     );
     // The exit status; whatever happens, the region is released first.
     let mut status = 0;
+    let mut reads = Vec::new();
     if let Some(off) = a.read_at {
-        match c.read(r.addr.wrapping_add(off), r.rkey, 5000) {
-            Ok(None) => println!("probe: read at +{off}: ok"),
+        reads.push((r.addr.wrapping_add(off), r.rkey, format!("at +{off}")));
+    }
+    if let Some((rkey, addr)) = a.read_with {
+        reads.push((addr, rkey, format!("with rkey {rkey:#x} at {addr:#x}")));
+    }
+    // A failed read puts the QP in error: stop at the first.
+    for (addr, rkey, what) in reads {
+        match c.read(addr, rkey, 5000) {
+            Ok(None) => println!("probe: read {what}: ok"),
             Ok(Some(st)) => {
-                println!("probe: read at +{off}: failed: {st}");
+                println!("probe: read {what}: failed: {st}");
                 status = 4;
             }
             Err(e) => {
-                println!("probe: read at +{off}: {e}");
+                println!("probe: read {what}: {e}");
                 status = 1;
             }
+        }
+        if status != 0 {
+            break;
         }
     }
     let mut more = Vec::new();
@@ -236,6 +264,12 @@ mod tests {
         assert_eq!(a.read_at, Some(u64::MAX - 4095));
         assert_eq!(a.hold, 3);
         assert_eq!(parse("--server 1.2.3.4:5").unwrap().node_id, 0x9b0be);
+        assert_eq!(
+            parse("--server 1.2.3.4:5 --read-with 0x1f2:0x7f0000001000")
+                .unwrap()
+                .read_with,
+            Some((0x1f2, 0x7f00_0000_1000))
+        );
     }
 
     #[test]
@@ -250,6 +284,8 @@ mod tests {
             "--server 1.2.3.4:5 --from 10.77.1",
             "--server 1.2.3.4:5 --secret 1234",
             "--server 1.2.3.4:5 --bogus",
+            "--server 1.2.3.4:5 --read-with 0x10",
+            "--server 1.2.3.4:5 --read-with 0x100000000:0x1000",
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args}: {e}");
