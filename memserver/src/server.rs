@@ -40,6 +40,8 @@ struct Conn {
 struct Node {
     peer: Option<Ipv4Addr>,
     extent: Extent,
+    /// Registered in the node's own protection domain, which all its QPs
+    /// share: its rkey is useless on another node's queues.
     mr: Mr,
     queues: usize,
     since: Instant,
@@ -59,7 +61,6 @@ pub struct Server {
     pool: Pool,
     // The RDMA objects hold each other (rdma.rs): any drop order is safe.
     buf: Rc<Buffer>,
-    pd: Option<Rc<Pd>>,
     cq: Option<Rc<Cq>>,
     listener: Option<Rc<Id>>,
     channel: EventChannel,
@@ -82,8 +83,6 @@ impl Server {
         // listen last, so no request waits while it is.
         let channel = EventChannel::new()?;
         let listener = channel.bind(cfg.listen)?;
-        let pd = Pd::new(&listener)
-            .map_err(|e| with_context(e, &format!("the device of {}", cfg.listen)))?;
         let cq = Cq::new(&listener, 64)
             .map_err(|e| with_context(e, &format!("the device of {}", cfg.listen)))?;
         let size = cfg.pool_mib * MIB;
@@ -109,7 +108,6 @@ impl Server {
             conns: HashMap::new(),
             nodes: HashMap::new(),
             buf,
-            pd: Some(pd),
             cq: Some(cq),
             listener: Some(listener),
             channel,
@@ -234,10 +232,10 @@ impl Server {
             };
             return self.refuse(&id, reason, format!("{who}: {why}"));
         }
-        let (Some(listener), Some(pd), Some(cq)) = (&self.listener, &self.pd, &self.cq) else {
+        let (Some(listener), Some(cq)) = (&self.listener, &self.cq) else {
             return;
         };
-        let (pd, cq) = (pd.clone(), cq.clone());
+        let (listener, cq) = (listener.clone(), cq.clone());
         if id.device_key() != listener.device_key() {
             return self.refuse(
                 &id,
@@ -276,7 +274,9 @@ impl Server {
             let Some(extent) = self.pool.alloc(want * MIB) else {
                 return self.refuse(&id, Reason::PoolFull, format!("{who}: the pool is full"));
             };
-            let mr = match Mr::register(&pd, &self.buf, extent.offset, extent.len) {
+            let mr = match Pd::new(&listener)
+                .and_then(|pd| Mr::register(&pd, &self.buf, extent.offset, extent.len))
+            {
                 Ok(mr) => mr,
                 Err(e) => {
                     self.pool.release(extent);
@@ -344,7 +344,7 @@ impl Server {
             token: node.token,
         };
         let depth = ev.initiator_depth.clamp(1, 16);
-        let qp = match Qp::create(&id, &pd, &cq).and_then(|qp| {
+        let qp = match Qp::create(&id, node.mr.pd(), &cq).and_then(|qp| {
             id.accept(&reply.encode(), depth)?;
             Ok(qp)
         }) {
@@ -506,10 +506,10 @@ impl Server {
         for n in nodes {
             self.free_node(n, "server shutdown");
         }
-        // Every QP and MR is gone: the CQ and PD go next, and with them the
-        // last holders of the listener, whose destruction frees the port.
+        // Every QP, MR and (with its node) PD is gone: the CQ goes next,
+        // and with it the last holder of the listener, whose destruction
+        // frees the port.
         self.cq = None;
-        self.pd = None;
         if let Some(l) = self.listener.take() {
             if Rc::strong_count(&l) != 1 {
                 warn!("the listener is still referenced; the port may stay bound");
