@@ -20,7 +20,8 @@ lab_stop
 grep -a -E '^\[lab_soak\]' "$console" | sed 's/^/  /'
 line=$(grep -a '^RSWAP-SOAK ' "$console" | tail -1)
 result=$(grep -a '^RSWAP-RESULT lab_soak ' "$console" | tail -1)
-splat=$(grep -a -E 'BUG:|WARNING:|Oops|possible circular|soft lockup|blocked for more than' "$console" "$RSWAP_WORK"/lab-mem*.log | head -3)
+# No match is the good case: grep's status must not end the script.
+splat=$(grep -a -E 'BUG:|WARNING:|Oops|possible circular|soft lockup|blocked for more than' "$console" "$RSWAP_WORK"/lab-mem*.log | head -3 || true)
 {
 	echo "$(date -u +%F) soak on Linux $(rswap_kernel_version) ($RSWAP_FLAVOUR), $(($(date +%s) - t0)) s wall: $line"
 	echo "  result: ${result:-none}; kernel log: ${splat:-clean}"
