@@ -3,6 +3,8 @@
 //! this file (plus the shared `../rswap/ffi.rs` and `../rswap/backend.rs`).
 //!
 //! - kernel services: time, random numbers, CPU ids;
+//! - [`HmacKey`]: HMAC-SHA256 from the kernel crypto API, for the
+//!   connection protocol;
 //! - [`Mutex`]: a kernel `struct mutex` (tracked by lockdep) around a value;
 //! - [`Conn`]: one RDMA CM connection with its QP and CQ, and
 //!   [`Conn::transfer`], one RDMA READ or WRITE of a page with polled
@@ -27,8 +29,8 @@ use kernel::bindings;
 use kernel::error::code;
 use kernel::prelude::*;
 
-/// Largest CM private data we keep.
-pub(crate) const PRIVATE_MAX: usize = 56;
+/// Largest CM private data we keep: a reply.
+pub(crate) const PRIVATE_MAX: usize = crate::proto::REPLY_LEN;
 
 fn is_err_ptr<T>(p: *mut T) -> bool {
     (p as usize) >= (-(bindings::MAX_ERRNO as isize)) as usize
@@ -74,6 +76,17 @@ pub(crate) fn random_u64() -> u64 {
     unsafe { bindings::get_random_u64() }
 }
 
+pub(crate) fn random_u32() -> u32 {
+    // SAFETY: no arguments, callable from any context.
+    unsafe { bindings::get_random_u32() }
+}
+
+/// Wall-clock seconds since 1970, mod 2^32 (the protocol's clock).
+pub(crate) fn wall_seconds() -> u32 {
+    // SAFETY: no arguments, callable from any context.
+    unsafe { bindings::ktime_get_real_seconds() as u32 }
+}
+
 /// A random number in `0..n`.
 pub(crate) fn random_below(n: u64) -> u64 {
     // SAFETY: no arguments, callable from any context.
@@ -108,6 +121,87 @@ pub(crate) fn cpu_id() -> usize {
 pub(crate) fn nr_cpus() -> usize {
     // SAFETY: `nr_cpu_ids` is set at boot and read-only afterwards.
     unsafe { ptr::read_volatile(ptr::addr_of!(bindings::nr_cpu_ids)) as usize }
+}
+
+// ---------------------------------------------------------------------------
+// HMAC-SHA256.
+
+/// HMAC-SHA256 keyed with the shared secret, from the kernel crypto API
+/// (`hmac(sha256)`, a synchronous hash).
+pub(crate) struct HmacKey {
+    tfm: *mut bindings::crypto_shash,
+}
+
+// SAFETY: once keyed, the transform is only read: each digest keeps its
+// state in a descriptor of its own (crypto_shash_tfm_digest puts one on
+// its stack), so any thread may use it, and several at once.
+unsafe impl Send for HmacKey {}
+// SAFETY: as above.
+unsafe impl Sync for HmacKey {}
+
+/// The longest message we authenticate: proto.rs's longest is a reply's
+/// MAC input (a label, the request's MAC, 48 bytes of reply).
+const HMAC_INPUT_MAX: usize = 128;
+const _: () = assert!(HMAC_INPUT_MAX >= 16 + crate::proto::TAG_LEN + crate::proto::REPLY_LEN);
+
+impl HmacKey {
+    /// May sleep (it may load the algorithm): process context only.
+    pub(crate) fn new(secret: &[u8]) -> Result<HmacKey> {
+        // SAFETY: a NUL-terminated name; type and mask 0 take any
+        // implementation of it.
+        let tfm =
+            unsafe { bindings::crypto_alloc_shash(b"hmac(sha256)\0".as_ptr() as *const _, 0, 0) };
+        if is_err_ptr(tfm) {
+            return Err(ptr_err(tfm));
+        }
+        // From here on, Drop frees the transform.
+        let key = HmacKey { tfm };
+        // SAFETY: a live transform; setkey copies the key, whose buffer
+        // outlives the call.
+        let r =
+            unsafe { bindings::crypto_shash_setkey(key.tfm, secret.as_ptr(), secret.len() as _) };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(key)
+    }
+}
+
+impl crate::proto::Mac for HmacKey {
+    fn hmac(&self, parts: &[&[u8]]) -> Option<[u8; crate::proto::DIGEST_LEN]> {
+        let mut buf = [0u8; HMAC_INPUT_MAX];
+        let mut n: usize = 0;
+        for p in parts {
+            let end = n.checked_add(p.len())?;
+            buf.get_mut(n..end)?.copy_from_slice(p);
+            n = end;
+        }
+        let mut out = [0u8; crate::proto::DIGEST_LEN];
+        // SAFETY: a live, keyed transform; `buf[..n]` is initialised and
+        // `out` has room for a SHA-256 digest; both outlive the call.
+        let r = unsafe {
+            bindings::crypto_shash_tfm_digest(self.tfm, buf.as_ptr(), n as _, out.as_mut_ptr())
+        };
+        // The input may hold a session token: leave no copy on the stack.
+        for b in buf.iter_mut() {
+            // SAFETY: a valid, aligned byte of our own buffer; volatile so
+            // the compiler keeps the stores.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+        if r == 0 {
+            Some(out)
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for HmacKey {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new(), freed once here; no digest is in
+        // progress (they borrow self).
+        unsafe { bindings::crypto_free_shash(self.tfm) };
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -924,7 +1018,7 @@ pub(crate) mod params {
         if p.is_null() {
             return None;
         }
-        let mut n = 0;
+        let mut n: usize = 0;
         // SAFETY: a charp module parameter is NUL-terminated and lives as
         // long as the module; we stop at the NUL (or 4 KiB).
         while n < 4096 && unsafe { *p.add(n) } != 0 {

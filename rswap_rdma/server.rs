@@ -24,18 +24,21 @@
 //!   The recovery thread keeps reconnecting; once every queue is back, new
 //!   pages go to the server again, in the new generation.
 //!
-//! The session: memserver gives a node a random token in its first reply,
-//! and keeps the node's region for its `--grace-s` after the node's last
-//! queue goes. A rebuilt queue presents the token; the same token back
-//! means the same region with our pages in it, a different one means a new
-//! region, and the old pages are declared lost.
+//! The session: memserver gives a node a random token (masked, in every
+//! grant), and keeps the node's region for its `--grace-s` after the
+//! node's last queue goes. A rebuilt queue proves the token (proto.rs);
+//! the same token back means the same region with our pages in it, a
+//! different one means a new region, and the old pages are declared lost.
+//! Every request and reply is authenticated with HMAC-SHA256 under the
+//! shared secret (`Ask::seal`, `granted`): a server that cannot prove it
+//! knows the secret gets no page.
 
 use crate::ffi::{try_box, PageRef, SpinLock};
 use crate::params::Params;
 use crate::placement::{Health, Region, RegionError, Slots};
-use crate::proto::{Reply, Request, Status, Token, NO_TOKEN, SECRET_LEN};
+use crate::proto::{server_id, DecodeError, Reply, Request, Sealed, Status, Tag, Token, NO_TOKEN};
 use crate::queue::{Queue, Queues, QUEUE_DEPTH};
-use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, Op, PRIVATE_MAX};
+use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, PRIVATE_MAX};
 use crate::stats::ServerStats;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::code;
@@ -50,12 +53,34 @@ const BACKOFF_MAX_MS: u32 = 4000;
 /// How often a waiting load looks for a working queue again, in ms.
 const LOAD_RETRY_MS: u32 = 100;
 
-/// What a connection asks of the server.
+/// What a connection asks of the server, and the key that authenticates
+/// the request and the server's reply (proto.rs).
 struct Ask {
     node_id: u64,
     mib: u32,
-    secret: [u8; SECRET_LEN],
+    key: HmacKey,
     timeout_ms: u32,
+}
+
+impl Ask {
+    /// A request for queue `queue`, dated now, with a fresh nonce, proving
+    /// `token` (our session, or NO_TOKEN), sealed. None: the hash failed
+    /// (logged).
+    fn seal(&self, ep: Endpoint, queue: u16, release: bool, token: &Token) -> Option<Sealed> {
+        let req = Request {
+            queue,
+            node_id: self.node_id,
+            want_mib: if release { 0 } else { self.mib },
+            release,
+            time: rdma::wall_seconds(),
+            nonce: rdma::random_u32(),
+        };
+        let sealed = req.seal(&server_id(ep.ip, ep.port), token, &self.key);
+        if sealed.is_none() {
+            pr_err!("server {}: HMAC-SHA256 of our request failed\n", ep);
+        }
+        sealed
+    }
 }
 
 /// The node's session at the server: the region it grants and the token
@@ -101,8 +126,10 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Logs why connecting to `ep` failed; the error for insmod.
-fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
+/// Logs why connecting to `ep` failed; the error for insmod. `req` is the
+/// request that was refused.
+fn connect_error(ep: Endpoint, e: ConnectError, ask: &Ask, req: &Sealed) -> Error {
+    let timeout_ms = ask.timeout_ms;
     match e {
         ConnectError::Timeout(step) => {
             pr_err!(
@@ -122,31 +149,70 @@ fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
             );
             code::EHOSTUNREACH
         }
-        ConnectError::Rejected(p, n, status) => {
-            let (msg, err) = match Reply::decode(&p[..n.min(PRIVATE_MAX)]).ok().map(|r| r.status) {
-                Some(Status::BadRequest) => (
+        ConnectError::Rejected(p, n, cm) => {
+            let p = &p[..n.min(PRIVATE_MAX)];
+            let (status, how) = match Reply::open(p, &req.tag, &ask.key) {
+                Ok(r) => (Some(r), ""),
+                // Refused before it could verify our request (a wrong
+                // secret, a flood): the status is only a claim.
+                Err(DecodeError::NotAuthentic) => (
+                    Reply::claimed_status(p).map(|s| Reply::refusal(s, 0)),
+                    " (unauthenticated: it could not verify our request)",
+                ),
+                Err(DecodeError::Version(v)) => {
+                    pr_err!(
+                        "server {}: refused: it speaks protocol version {}, we speak {}: run matching rswap_rdma and memserver (CM status {})\n",
+                        ep,
+                        v,
+                        crate::proto::VERSION,
+                        cm
+                    );
+                    return Error::from_errno(-(kernel::bindings::EPROTO as i32));
+                }
+                Err(_) => (None, ""),
+            };
+            let (msg, err) = match status.map(|r| (r.status, r.time)) {
+                Some((Status::BadRequest, _)) => (
                     "refused: it did not understand our request or failed to serve it (its log says which)",
                     code::EINVAL,
                 ),
-                Some(Status::BadSecret) => ("refused: wrong secret", code::EPERM),
-                Some(Status::NotAllowed) => (
+                Some((Status::BadSecret, _)) => ("refused: wrong secret", code::EPERM),
+                Some((Status::NotAllowed, _)) => (
                     "refused: this node's address is not in its --allow list",
                     code::EPERM,
                 ),
-                Some(Status::NoSpace) => (
+                Some((Status::NoSpace, _)) => (
                     "refused: no room (its pool is full, or a limit such as --max-nodes was reached; its log says which)",
                     code::ENOSPC,
                 ),
-                Some(Status::NodeInUse) => (
+                Some((Status::NodeInUse, _)) => (
                     "refused: our node_id is in use there by another session (two nodes with one node_id?)",
                     code::EEXIST,
                 ),
-                Some(Status::Ok) | None => (
-                    "rejected the connection (no memserver on that port, or an older protocol?)",
+                Some((Status::Busy, _)) => (
+                    "refused for now: too many connection requests from our address (its --max-connects-per-s); try again later",
+                    code::EAGAIN,
+                ),
+                Some((Status::Replayed, _)) => (
+                    "refused: it took our request for a replay (same time and nonce as one it saw)",
+                    code::EAGAIN,
+                ),
+                Some((Status::ClockSkew, time)) => {
+                    pr_err!(
+                        "server {}: refused: our request's time is {} s off its clock (or before it started), more than it allows: run NTP on both{} (CM status {})\n",
+                        ep,
+                        req_time(req).wrapping_sub(time) as i32,
+                        how,
+                        cm
+                    );
+                    return Error::from_errno(-(kernel::bindings::ETIME as i32));
+                }
+                Some((Status::Ok, _)) | None => (
+                    "rejected the connection (no memserver on that port?)",
                     code::ECONNREFUSED,
                 ),
             };
-            pr_err!("server {}: {} (CM status {})\n", ep, msg, status);
+            pr_err!("server {}: {}{} (CM status {})\n", ep, msg, how, cm);
             err
         }
         ConnectError::Setup(what, e) => {
@@ -156,11 +222,34 @@ fn connect_error(ep: Endpoint, e: ConnectError, timeout_ms: u32) -> Error {
     }
 }
 
-/// The session granted in an accept's private data, checked; a bad reply
-/// is logged, naming the server.
-fn granted(ep: Endpoint, private: &[u8], want: u64) -> Result<Session> {
-    let r = match Reply::decode(private).ok() {
-        Some(r) if r.status == Status::Ok && r.token != NO_TOKEN => r,
+/// The time a sealed request carries.
+fn req_time(req: &Sealed) -> u32 {
+    u32::from_le_bytes([req.bytes[24], req.bytes[25], req.bytes[26], req.bytes[27]])
+}
+
+/// The session granted in an accept's private data, answering the request
+/// whose MAC is `tag`, authenticated and checked; a bad reply is logged,
+/// naming the server, and refused.
+fn granted(ep: Endpoint, private: &[u8], tag: &Tag, ask: &Ask) -> Result<Session> {
+    let want = ask.mib as u64 * MIB;
+    let r = match Reply::open(private, tag, &ask.key) {
+        Ok(r) if r.status == Status::Ok && r.token != NO_TOKEN => r,
+        Err(DecodeError::NotAuthentic) => {
+            pr_err!(
+                "server {}: accepted us, but its reply does not authenticate: it does not know our secret (an impostor?), or the reply was changed on the way; not using it\n",
+                ep
+            );
+            return Err(code::EPERM);
+        }
+        Err(DecodeError::Version(v)) => {
+            pr_err!(
+                "server {}: accepted us, but speaks protocol version {}, we speak {}: run matching rswap_rdma and memserver\n",
+                ep,
+                v,
+                crate::proto::VERSION
+            );
+            return Err(code::EINVAL);
+        }
         _ => {
             pr_err!(
                 "server {}: accepted without a usable region; is it an rswap memserver?\n",
@@ -197,20 +286,15 @@ fn granted(ep: Endpoint, private: &[u8], want: u64) -> Result<Session> {
 /// Opens queue `q` to `ep` presenting `token`. With `quiet`, failures are
 /// not logged (a rebuild during an outage fails again and again).
 fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<(Conn, Session)> {
-    let req = Request {
-        queue: q as u16,
-        node_id: ask.node_id,
-        want_mib: ask.mib,
-        secret: ask.secret,
-        token,
-        release: false,
-    };
-    let (conn, priv_data, n) = match Conn::connect(ep, &req.encode(), ask.timeout_ms, QUEUE_DEPTH) {
+    let req = ask.seal(ep, q as u16, false, &token).ok_or(code::EIO)?;
+    let (conn, priv_data, n) = match Conn::connect(ep, &req.bytes, ask.timeout_ms, QUEUE_DEPTH) {
         Ok(c) => c,
         Err(_) if quiet => return Err(code::EHOSTUNREACH),
-        Err(e) => return Err(connect_error(ep, e, ask.timeout_ms)),
+        Err(e) => return Err(connect_error(ep, e, ask, &req)),
     };
-    let session = granted(ep, &priv_data[..n.min(PRIVATE_MAX)], ask.mib as u64 * MIB)?;
+    // An accept that does not authenticate is logged even when quiet: an
+    // impostor at a server's address is worth a line per attempt.
+    let session = granted(ep, &priv_data[..n.min(PRIVATE_MAX)], &req.tag, ask)?;
     Ok((conn, session))
 }
 
@@ -219,10 +303,17 @@ impl Server {
     /// `ep` and checks the region it grants. Any failure is logged and
     /// undoes what was set up (Drop order).
     pub(crate) fn connect(ep: Endpoint, p: &Params, cpus: usize) -> Result<Server> {
+        let key = HmacKey::new(&p.secret).map_err(|e| {
+            pr_err!(
+                "HMAC-SHA256 from the kernel crypto API failed ({}): are CONFIG_CRYPTO_HMAC and CONFIG_CRYPTO_SHA256 set?\n",
+                e.to_errno()
+            );
+            e
+        })?;
         let ask = Ask {
             node_id: p.node_id,
             mib: p.mib,
-            secret: p.secret,
+            key,
             timeout_ms: p.timeout_ms,
         };
         let mut queues = Queues::new();
@@ -607,17 +698,16 @@ impl Drop for Server {
         // Our queues go first, so the server frees no region that a
         // connection of ours still uses.
         drop(core::mem::replace(&mut self.queues, Queues::new()));
-        let req = Request {
-            queue: 0,
-            node_id: self.ask.node_id,
-            want_mib: 0,
-            secret: self.ask.secret,
-            token: self.session.with(|s| s.token),
-            release: true,
+        let token = self.session.with(|s| s.token);
+        let req = match self.ask.seal(self.ep, 0, true, &token) {
+            Some(r) => r,
+            None => return,
         };
-        match Conn::connect(self.ep, &req.encode(), self.ask.timeout_ms, QUEUE_DEPTH) {
+        match Conn::connect(self.ep, &req.bytes, self.ask.timeout_ms, QUEUE_DEPTH) {
             Err(ConnectError::Rejected(p, n, _))
-                if Reply::decode(&p[..n.min(PRIVATE_MAX)]).map(|r| r.status) == Ok(Status::Ok) =>
+                if Reply::open(&p[..n.min(PRIVATE_MAX)], &req.tag, &self.ask.key)
+                    .map(|r| r.status)
+                    == Ok(Status::Ok) =>
             {
                 pr_info!("server {}: released our region\n", self.ep)
             }

@@ -136,7 +136,7 @@ rswap_userspace() {
 		die "cargo build of pagewalker failed"
 	# memserver links rdma-core dynamically; it is built for the host
 	# target and goes into the guests with its libraries.
-	(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p memserver) >&2 ||
+	(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p memserver --features test-faults) >&2 ||
 		die "cargo build of memserver failed"
 	cp "$RSWAP_ROOT/target/release/memserver" "$RSWAP_ROOT/target/release/rswap-probe" \
 		"$RSWAP_ROOT/target/$target/release/"

@@ -116,6 +116,11 @@ if [ ${#LAB_TESTS[@]} -gt 0 ]; then
 		host_check lab_one_memserver_frees_region "rmmod released the region and memserver freed it" \
 			grep -a -q 'gone: released by the node (it unloaded); region of .* freed' "$m1"
 	fi
+	if [[ " ${LAB_TESTS[*]} " == *" lab_one "* ]]; then
+		lines=$(grep -a -c 'refused connection from' "$m1")
+		host_check lab_one_flood_log "the connect flood was logged in summaries ($lines refusal lines; $(grep -a -o 'refused [0-9]* more connections in the last [0-9]* s' "$m1" | head -3 | tr '\n' ';'))" \
+			test "$(grep -a -c 'not logged one by one' "$m1")" -ge 1 -a "$lines" -le 300
+	fi
 	if [[ " ${LAB_TESTS[*]} " == *" lab_refusals "* ]]; then
 		host_check lab_refusals_memserver_log "memserver logged the wrong secret" \
 			grep -a -q 'refused connection from 10.77.1.1: node [0-9a-f]*: wrong secret' "$m1"

@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_QUEUES_PER_NODE: u32 = 256;
 pub const LIMIT_MAX_QUEUES_PER_NODE: u32 = 4096;
 pub const DEFAULT_MAX_PENDING: u32 = 64;
 pub const LIMIT_MAX_PENDING: u32 = 1024;
+/// Default and ceiling of `--max-connects-per-s`.
+pub const DEFAULT_CONNECTS_PER_S: u32 = 100;
+pub const LIMIT_CONNECTS_PER_S: u32 = 100_000;
 /// How long a region outlives its node's last queue, by default; longer than
 /// rswap_rdma's default loss_timeout_s (30 s), so a node that reconnects
 /// within its bound finds its pages.
@@ -81,6 +84,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=LIMIT_MAX_PENDING as i64))]
     pub max_pending: Option<u32>,
 
+    /// Connection requests admitted per second from one address; a burst
+    /// of twice that, or of two nodes' worth of queues if more, passes
+    /// [default: 100]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=LIMIT_CONNECTS_PER_S as i64))]
+    pub max_connects_per_s: Option<u32>,
+
     /// Keep a node's region and its contents this long after its last
     /// queue disconnects, so it can reconnect and find its pages; longer
     /// than the kernel's loss_timeout_s (30 s) [default: 90]
@@ -118,6 +127,21 @@ pub struct Cli {
     /// Least severe messages logged [default: info]
     #[arg(long, value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevelArg>,
+
+    /// Tests only (built with the `test-faults` feature): misbehave on
+    /// purpose (impostor: admit any request and answer without knowing the
+    /// secret; tamper-reply: change the rkey of every grant after
+    /// authenticating it)
+    #[cfg(feature = "test-faults")]
+    #[arg(long, value_name = "FAULT", value_enum, hide = true)]
+    pub test_fault: Option<TestFault>,
+}
+
+/// Faults memserver injects for the tests of its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFault {
+    Impostor,
+    TamperReply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -216,6 +240,7 @@ pub struct FileConfig {
     pub max_nodes: Option<u32>,
     pub max_queues_per_node: Option<u32>,
     pub max_pending: Option<u32>,
+    pub max_connects_per_s: Option<u32>,
     pub grace_s: Option<u64>,
     pub allow: Option<Vec<String>>,
     pub secret_file: Option<PathBuf>,
@@ -243,6 +268,8 @@ pub struct Limits {
     pub max_nodes: usize,
     pub max_queues_per_node: usize,
     pub max_pending: usize,
+    /// Connection requests per second from one address.
+    pub connects_per_s: u32,
 }
 
 /// Everything memserver runs with, validated.
@@ -263,6 +290,8 @@ pub struct Settings {
     pub log_level: LevelFilter,
     /// Messages to log once logging is up (warnings about the settings).
     pub notes: Vec<(Level, String)>,
+    /// Tests only.
+    pub test_fault: Option<TestFault>,
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -343,6 +372,11 @@ impl Settings {
             (None, Some(n)) => in_range(&fkey("max-pending"), n, 1, LIMIT_MAX_PENDING)?,
             (None, None) => DEFAULT_MAX_PENDING,
         };
+        let connects_per_s = match (cli.max_connects_per_s, file.max_connects_per_s) {
+            (Some(n), _) => n,
+            (None, Some(n)) => in_range(&fkey("max-connects-per-s"), n, 1, LIMIT_CONNECTS_PER_S)?,
+            (None, None) => DEFAULT_CONNECTS_PER_S,
+        };
         let grace_s = match (cli.grace_s, file.grace_s) {
             (Some(g), _) => g,
             (None, Some(g)) => in_range(&fkey("grace-s"), g, 0, MAX_GRACE_S)?,
@@ -412,7 +446,7 @@ impl Settings {
         } else {
             (None, None)
         };
-        let policy = Policy { allow, secret };
+        let policy = Policy::new(allow, secret);
         policy.validate()?;
 
         let metrics = match (cli.metrics, &file.metrics) {
@@ -432,6 +466,7 @@ impl Settings {
                 max_nodes: max_nodes as usize,
                 max_queues_per_node: max_queues_per_node as usize,
                 max_pending: max_pending as usize,
+                connects_per_s,
             },
             policy,
             secret_source,
@@ -448,6 +483,10 @@ impl Settings {
                 .unwrap_or(LogLevelArg::Info)
                 .into(),
             notes,
+            #[cfg(feature = "test-faults")]
+            test_fault: cli.test_fault,
+            #[cfg(not(feature = "test-faults"))]
+            test_fault: None,
         })
     }
 }
@@ -500,7 +539,8 @@ mod tests {
             Limits {
                 max_nodes: 8,
                 max_queues_per_node: 32,
-                max_pending: 16
+                max_pending: 16,
+                connects_per_s: 100,
             }
         );
         assert_eq!(c.metrics, Some("127.0.0.1:9471".parse().unwrap()));

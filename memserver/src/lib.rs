@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod chores;
 pub mod config;
 pub mod logger;
 pub mod metrics;

@@ -14,15 +14,21 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `RSWP` (0x50575352) |
-//! | 4 | 2 | version (1) |
+//! | 4 | 2 | version (3) |
 //! | 6 | 2 | queue index of this connection |
 //! | 8 | 8 | node id: identifies the compute node across its queues |
 //! | 16 | 4 | MiB of remote memory wanted |
-//! | 20 | 4 | flags: bit 0 = release (see below); other bits 0 |
-//! | 24 | 16 | shared secret |
-//! | 40 | 16 | session token: zero on the node's first connection, then the one its server gave it |
+//! | 20 | 4 | flags: bit 0 = release, bit 1 = session (see below); other bits 0 |
+//! | 24 | 4 | time: the client's clock, seconds since 1970 (mod 2^32) |
+//! | 28 | 4 | nonce: random, fresh for every request |
+//! | 32 | 8 | session proof: `H(session label, server, token, bytes 0..32)[..8]`, zero without a session |
+//! | 40 | 16 | MAC: `H(request label, server, bytes 0..40)[..16]` |
 //!
-//! Reply (server -> client, in the accept or reject), 48 bytes:
+//! `server` is the address the client dialled, as IPv4 then port (6
+//! bytes, network order), covered by the MACs but not sent: a request
+//! captured on its way to one server is worthless at another.
+//!
+//! Reply (server -> client, in the accept or reject), 64 bytes:
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -30,38 +36,66 @@
 //! | 4 | 2 | version |
 //! | 6 | 2 | status (see [`Status`]) |
 //! | 8 | 4 | rkey of the node's region |
-//! | 12 | 4 | reserved, 0 |
+//! | 12 | 4 | time: the server's clock, seconds since 1970 (mod 2^32) |
 //! | 16 | 8 | remote address of the region |
 //! | 24 | 8 | region size in bytes |
-//! | 32 | 16 | session token of the node (zero in a refusal) |
+//! | 32 | 16 | session token of the node, masked: `token ^ H(token label, request MAC)[..16]`; zero unless the status is `Ok` |
+//! | 48 | 16 | MAC: `H(reply label, request MAC, bytes 0..48)[..16]` |
+//!
+//! Authentication: `H` is HMAC-SHA256 keyed with the shared secret (all
+//! zero when none is configured), each label a distinct ASCII string, so
+//! no MAC can stand for another. The secret never travels. A server
+//! admits a request only if its MAC verifies; the client accepts a reply
+//! only if its MAC verifies, which proves the server knows the secret and
+//! that nothing in the reply (region, rkey, status, token) was changed on
+//! the way. The reply's MAC covers the request's MAC, so an old reply
+//! cannot answer a new request. A refusal sent before the request's MAC
+//! was verified (rate limit, wrong secret) is sealed over an all-zero
+//! request MAC instead: the client cannot authenticate it, and reads its
+//! status only as a claim ([`Reply::claimed_status`]); so the server never
+//! seals anything bound to a MAC it has not verified.
+//!
+//! Replay: the MAC covers the time, the nonce and the server. A server
+//! refuses a request whose time is off its own clock by more than its
+//! allowed skew, or earlier than its own start ([`Status::ClockSkew`]; the
+//! reply's time lets the client log by how much), and remembers the
+//! authenticated requests it saw within that window, refusing a second
+//! request with the same time and nonce ([`Status::Replayed`]).
 //!
 //! Sessions: a node's first admission creates a session with a random
-//! token, returned only in that reply. Every later connection of the node
-//! (more queues, and reconnects after a fault while the server keeps the
-//! region) must present it; a connection claiming a node id in use without
-//! it is refused with [`Status::NodeInUse`]. A client that presents a
-//! token the server does not know (the server restarted, or the grace
-//! period passed) is admitted as a new session with a new token and a new,
-//! empty region: a different token tells the client that whatever it kept
-//! at that server is gone.
+//! 128-bit token, sent masked in every grant to the node (its queues
+//! check they joined the same session). Every later connection
+//! of the node (more queues, and reconnects after a fault while the server
+//! keeps the region) sets the session flag and proves the token without
+//! sending it; a connection claiming a node id in use without a valid
+//! proof is refused with [`Status::NodeInUse`]. A client whose proof the
+//! server cannot check (the server restarted, or the grace period passed)
+//! is admitted as a new session with a new token and a new, empty region:
+//! a different token tells the client that whatever it kept at that
+//! server is gone. The mask hides the token from whoever does not know
+//! the secret; a holder of the secret that sees a grant on the wire can
+//! unmask it (one secret is shared by all compute nodes).
 //!
 //! Release: a node that leaves for good (rswap_rdma unloading) sends one
-//! more request with the release flag and its token. The server frees the
-//! node's region at once, instead of keeping it for the grace period, and
-//! rejects the connection with an `Ok` status: nothing is connected.
+//! more request with the release flag and its session proof. The server
+//! frees the node's region at once, instead of keeping it for the grace
+//! period, and rejects the connection with an `Ok` status: nothing is
+//! connected.
 //!
 //! memserver decodes requests and encodes replies; rswap_rdma and
-//! rswap-probe do the other half. The transport may pad private data, so
-//! longer input is accepted.
+//! rswap-probe do the other half. Each side brings its own HMAC-SHA256
+//! ([`Mac`]): the kernel's crypto API in rswap_rdma, a Rust crate in
+//! memserver. The transport may pad private data, so longer input is
+//! accepted.
 
 /// The first four bytes of every request and reply: `RSWP`.
 pub const MAGIC: u32 = 0x5057_5352;
 /// The protocol version this file speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Bytes in an encoded request.
 pub const REQUEST_LEN: usize = 56;
 /// Bytes in an encoded reply.
-pub const REPLY_LEN: usize = 48;
+pub const REPLY_LEN: usize = 64;
 /// Bytes in the shared secret.
 pub const SECRET_LEN: usize = 16;
 /// Bytes in a session token.
@@ -70,9 +104,45 @@ pub const TOKEN_LEN: usize = 16;
 pub type Token = [u8; TOKEN_LEN];
 /// The token of a node that has no session yet.
 pub const NO_TOKEN: Token = [0; TOKEN_LEN];
+/// Bytes in an HMAC-SHA256 digest.
+pub const DIGEST_LEN: usize = 32;
+/// Bytes of a MAC on the wire (the digest, truncated).
+pub const TAG_LEN: usize = 16;
+/// A request's or reply's MAC.
+pub type Tag = [u8; TAG_LEN];
+/// Bytes of a session proof.
+pub const PROOF_LEN: usize = 8;
+/// The server a request is meant for: IPv4 address then port, network
+/// order.
+pub type Server = [u8; 6];
+/// The request MAC a refusal is sealed over when the request's own MAC
+/// was not verified.
+pub const UNVERIFIED: Tag = [0; TAG_LEN];
+
+/// `server` as the MACs cover it.
+pub fn server_id(ip: [u8; 4], port: u16) -> Server {
+    let p = port.to_be_bytes();
+    [ip[0], ip[1], ip[2], ip[3], p[0], p[1]]
+}
+
+const LABEL_REQUEST: &[u8] = b"rswap v3 request";
+const LABEL_SESSION: &[u8] = b"rswap v3 session";
+const LABEL_TOKEN: &[u8] = b"rswap v3 token";
+const LABEL_REPLY: &[u8] = b"rswap v3 reply";
+
+const FLAG_RELEASE: u32 = 1;
+const FLAG_SESSION: u32 = 2;
+
+/// HMAC-SHA256 keyed with the shared secret, over the concatenation of
+/// `parts`; `None` if the hash could not be computed (the caller then
+/// refuses). Each side implements it with its own crypto.
+pub trait Mac {
+    /// The digest of `parts`, concatenated.
+    fn hmac(&self, parts: &[&[u8]]) -> Option<[u8; DIGEST_LEN]>;
+}
 
 /// What a compute node asks of a server, once per queue.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     /// Index of this connection among the node's queues.
     pub queue: u16,
@@ -80,25 +150,12 @@ pub struct Request {
     pub node_id: u64,
     /// Remote memory wanted, in MiB.
     pub want_mib: u32,
-    /// The shared secret.
-    pub secret: [u8; SECRET_LEN],
-    /// The node's session token, [`NO_TOKEN`] on its first connection.
-    pub token: Token,
     /// The node leaves: free its region now (no queue is opened).
     pub release: bool,
-}
-
-// Never print the secret or the token.
-impl core::fmt::Debug for Request {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Request")
-            .field("queue", &self.queue)
-            .field("node_id", &self.node_id)
-            .field("want_mib", &self.want_mib)
-            .field("has_token", &(self.token != NO_TOKEN))
-            .field("release", &self.release)
-            .finish_non_exhaustive()
-    }
+    /// The client's clock when it made the request, seconds since 1970.
+    pub time: u32,
+    /// Random, fresh for every request.
+    pub nonce: u32,
 }
 
 /// The server's answer.
@@ -109,14 +166,21 @@ pub enum Status {
     Ok = 0,
     /// The request was malformed, or the server failed to serve it.
     BadRequest = 1,
-    /// The secret did not match.
+    /// The request's MAC did not verify: another secret.
     BadSecret = 2,
     /// The source address is not in the server's allow list.
     NotAllowed = 3,
     /// No room: the pool is full or a limit was reached.
     NoSpace = 4,
-    /// The node id is in use by a session whose token was not presented.
+    /// The node id is in use by a session whose token was not proven.
     NodeInUse = 5,
+    /// The same request (time and nonce) was admitted before: a replay.
+    Replayed = 6,
+    /// The request's time is too far from the server's clock.
+    ClockSkew = 7,
+    /// Too many connection requests from the client's address: retry
+    /// later.
+    Busy = 8,
 }
 
 impl Status {
@@ -129,6 +193,9 @@ impl Status {
             3 => Status::NotAllowed,
             4 => Status::NoSpace,
             5 => Status::NodeInUse,
+            6 => Status::Replayed,
+            7 => Status::ClockSkew,
+            8 => Status::Busy,
             _ => return None,
         })
     }
@@ -148,6 +215,8 @@ pub struct Reply {
     pub size: u64,
     /// The node's session token ([`NO_TOKEN`] in a refusal).
     pub token: Token,
+    /// The server's clock, seconds since 1970.
+    pub time: u32,
 }
 
 // Never print the token.
@@ -158,6 +227,7 @@ impl core::fmt::Debug for Reply {
             .field("rkey", &self.rkey)
             .field("addr", &self.addr)
             .field("size", &self.size)
+            .field("time", &self.time)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +248,11 @@ pub enum DecodeError {
     Version(u16),
     /// A status this version does not know.
     Status(u16),
+    /// The MAC does not verify: the sender has another secret, or the
+    /// message was changed on the way.
+    NotAuthentic,
+    /// The MAC could not be computed (our hash failed).
+    NoHash,
 }
 
 impl core::fmt::Display for DecodeError {
@@ -189,6 +264,11 @@ impl core::fmt::Display for DecodeError {
             DecodeError::Magic(m) => write!(f, "bad magic {:#x}", m),
             DecodeError::Version(v) => write!(f, "protocol version {}, want {}", v, VERSION),
             DecodeError::Status(s) => write!(f, "unknown status {}", s),
+            DecodeError::NotAuthentic => write!(
+                f,
+                "MAC does not verify (another secret, or changed on the way)"
+            ),
+            DecodeError::NoHash => write!(f, "HMAC-SHA256 failed"),
         }
     }
 }
@@ -232,76 +312,186 @@ fn put_header(b: &mut [u8]) {
     b[4..6].copy_from_slice(&VERSION.to_le_bytes());
 }
 
+/// The first `N` bytes of `H(parts)`.
+fn hmac_prefix<const N: usize>(mac: &dyn Mac, parts: &[&[u8]]) -> Option<[u8; N]> {
+    let d = mac.hmac(parts)?;
+    let mut out = [0u8; N];
+    out.copy_from_slice(&d[..N]);
+    Some(out)
+}
+
+/// A request as sent: its bytes, and its MAC, which the reply answers.
+#[derive(Clone, Copy)]
+pub struct Sealed {
+    /// The private data of the connect request.
+    pub bytes: [u8; REQUEST_LEN],
+    /// The request's MAC, to open the reply with.
+    pub tag: Tag,
+}
+
+/// A request as received, decoded but not yet authenticated: the fields
+/// name the node for the log, [`Received::authentic`] says whether to
+/// believe them.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// The request's fields, as claimed.
+    pub req: Request,
+    /// The client claims a session (and proves it, see [`Received::proves`]).
+    pub session: bool,
+    bytes: [u8; REQUEST_LEN],
+}
+
 impl Request {
-    /// The request's bytes.
-    pub fn encode(&self) -> [u8; REQUEST_LEN] {
+    /// Encodes and authenticates the request for `server`; `token` is the
+    /// node's session token there ([`NO_TOKEN`] for none: no session
+    /// proof).
+    pub fn seal(&self, server: &Server, token: &Token, mac: &dyn Mac) -> Option<Sealed> {
         let mut b = [0u8; REQUEST_LEN];
         put_header(&mut b);
         b[6..8].copy_from_slice(&self.queue.to_le_bytes());
         b[8..16].copy_from_slice(&self.node_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.want_mib.to_le_bytes());
-        b[20..24].copy_from_slice(&(self.release as u32).to_le_bytes());
-        b[24..40].copy_from_slice(&self.secret);
-        b[40..56].copy_from_slice(&self.token);
-        b
+        let session = *token != NO_TOKEN;
+        let flags =
+            if self.release { FLAG_RELEASE } else { 0 } | if session { FLAG_SESSION } else { 0 };
+        b[20..24].copy_from_slice(&flags.to_le_bytes());
+        b[24..28].copy_from_slice(&self.time.to_le_bytes());
+        b[28..32].copy_from_slice(&self.nonce.to_le_bytes());
+        if session {
+            let proof: [u8; PROOF_LEN] =
+                hmac_prefix(mac, &[LABEL_SESSION, server, token, &b[..32]])?;
+            b[32..40].copy_from_slice(&proof);
+        }
+        let tag: Tag = hmac_prefix(mac, &[LABEL_REQUEST, server, &b[..40]])?;
+        b[40..56].copy_from_slice(&tag);
+        Some(Sealed { bytes: b, tag })
     }
 
-    /// Decodes a request from private data.
-    pub fn decode(b: &[u8]) -> Result<Request, DecodeError> {
+    /// Decodes a request from private data (not authenticated yet).
+    pub fn decode(b: &[u8]) -> Result<Received, DecodeError> {
         check_header(b, REQUEST_LEN)?;
-        let mut secret = [0u8; SECRET_LEN];
-        secret.copy_from_slice(&b[24..40]);
-        let mut token = NO_TOKEN;
-        token.copy_from_slice(&b[40..56]);
-        Ok(Request {
-            queue: u16_at(b, 6),
-            node_id: u64_at(b, 8),
-            want_mib: u32_at(b, 16),
-            secret,
-            token,
-            release: u32_at(b, 20) & 1 == 1,
+        let mut bytes = [0u8; REQUEST_LEN];
+        bytes.copy_from_slice(&b[..REQUEST_LEN]);
+        let flags = u32_at(b, 20);
+        Ok(Received {
+            req: Request {
+                queue: u16_at(b, 6),
+                node_id: u64_at(b, 8),
+                want_mib: u32_at(b, 16),
+                release: flags & FLAG_RELEASE != 0,
+                time: u32_at(b, 24),
+                nonce: u32_at(b, 28),
+            },
+            session: flags & FLAG_SESSION != 0,
+            bytes,
         })
+    }
+}
+
+impl Received {
+    /// Whether the request's MAC, for us (`server`), verifies under our
+    /// secret.
+    pub fn authentic(&self, server: &Server, mac: &dyn Mac) -> Result<(), DecodeError> {
+        let want: Tag = hmac_prefix(mac, &[LABEL_REQUEST, server, &self.bytes[..40]])
+            .ok_or(DecodeError::NoHash)?;
+        if ct_eq(&want, &self.bytes[40..56]) {
+            Ok(())
+        } else {
+            Err(DecodeError::NotAuthentic)
+        }
+    }
+
+    /// Whether the request proves the session `token` at `server`.
+    pub fn proves(&self, server: &Server, token: &Token, mac: &dyn Mac) -> bool {
+        if !self.session || *token == NO_TOKEN {
+            return false;
+        }
+        let want: Option<[u8; PROOF_LEN]> =
+            hmac_prefix(mac, &[LABEL_SESSION, server, token, &self.bytes[..32]]);
+        // Not is_some_and: newer than the kernel's rustc.
+        match want {
+            Some(w) => ct_eq(&w, &self.bytes[32..40]),
+            None => false,
+        }
+    }
+
+    /// The request's MAC: the reply must answer it.
+    pub fn tag(&self) -> Tag {
+        let mut t = [0u8; TAG_LEN];
+        t.copy_from_slice(&self.bytes[40..56]);
+        t
     }
 }
 
 impl Reply {
     /// A refusal with `status` and no region.
-    pub fn refusal(status: Status) -> Reply {
+    pub fn refusal(status: Status, time: u32) -> Reply {
         Reply {
             status,
             rkey: 0,
             addr: 0,
             size: 0,
             token: NO_TOKEN,
+            time,
         }
     }
 
-    /// The reply's bytes.
-    pub fn encode(&self) -> [u8; REPLY_LEN] {
+    /// Encodes and authenticates the reply to the request whose MAC is
+    /// `request` ([`UNVERIFIED`] unless that MAC verified). Only a grant
+    /// carries the token; a refusal carries zeros there.
+    pub fn seal(&self, request: &Tag, mac: &dyn Mac) -> Option<[u8; REPLY_LEN]> {
         let mut b = [0u8; REPLY_LEN];
         put_header(&mut b);
         b[6..8].copy_from_slice(&(self.status as u16).to_le_bytes());
         b[8..12].copy_from_slice(&self.rkey.to_le_bytes());
+        b[12..16].copy_from_slice(&self.time.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr.to_le_bytes());
         b[24..32].copy_from_slice(&self.size.to_le_bytes());
-        b[32..48].copy_from_slice(&self.token);
-        b
+        if self.status == Status::Ok {
+            let mask: Token = hmac_prefix(mac, &[LABEL_TOKEN, request])?;
+            for (i, (t, m)) in self.token.iter().zip(mask.iter()).enumerate() {
+                b[32 + i] = t ^ m;
+            }
+        }
+        let tag: Tag = hmac_prefix(mac, &[LABEL_REPLY, request, &b[..48]])?;
+        b[48..64].copy_from_slice(&tag);
+        Some(b)
     }
 
-    /// Decodes a reply from private data. The region is not checked here:
-    /// a client must check that it does not overflow before using it.
-    pub fn decode(b: &[u8]) -> Result<Reply, DecodeError> {
+    /// Opens the reply to our request whose MAC is `request`. The region is
+    /// not checked here: a client must check that it does not overflow
+    /// before using it.
+    pub fn open(b: &[u8], request: &Tag, mac: &dyn Mac) -> Result<Reply, DecodeError> {
         check_header(b, REPLY_LEN)?;
+        let want: Tag =
+            hmac_prefix(mac, &[LABEL_REPLY, request, &b[..48]]).ok_or(DecodeError::NoHash)?;
+        if !ct_eq(&want, &b[48..64]) {
+            return Err(DecodeError::NotAuthentic);
+        }
         let status = Status::from_u16(u16_at(b, 6)).ok_or(DecodeError::Status(u16_at(b, 6)))?;
         let mut token = NO_TOKEN;
-        token.copy_from_slice(&b[32..48]);
+        if status == Status::Ok {
+            let mask: Token =
+                hmac_prefix(mac, &[LABEL_TOKEN, request]).ok_or(DecodeError::NoHash)?;
+            for (i, t) in token.iter_mut().enumerate() {
+                *t = b[32 + i] ^ mask[i];
+            }
+        }
         Ok(Reply {
             status,
             rkey: u32_at(b, 8),
             addr: u64_at(b, 16),
             size: u64_at(b, 24),
             token,
+            time: u32_at(b, 12),
         })
+    }
+
+    /// The status a reply claims, without authenticating it: for the log
+    /// of a client whose reply did not verify ("the server says ...").
+    pub fn claimed_status(b: &[u8]) -> Option<Status> {
+        check_header(b, REPLY_LEN).ok()?;
+        Status::from_u16(u16_at(b, 6))
     }
 }
 
@@ -329,48 +519,120 @@ pub fn parse_secret(hex: &[u8]) -> Option<[u8; SECRET_LEN]> {
     Some(s)
 }
 
-/// Compares secrets without an early exit on the first differing byte.
-pub fn secret_eq(a: &[u8; SECRET_LEN], b: &[u8; SECRET_LEN]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares secrets or MACs without an early exit on the first differing
+/// byte; slices of different lengths are unequal.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Key;
+
+    const NOW: u32 = 1_790_000_000;
+    const S: Server = [10, 77, 1, 2, 0x1d, 0x3f];
 
     fn req() -> Request {
         Request {
             queue: 3,
             node_id: 0xdead_beef_0001,
             want_mib: 256,
-            secret: [7; 16],
-            token: [9; 16],
             release: false,
+            time: NOW,
+            nonce: 0x1234_5678,
+        }
+    }
+
+    fn key(b: u8) -> Key {
+        Key::new([b; SECRET_LEN])
+    }
+
+    #[test]
+    fn request_round_trips_and_authenticates() {
+        let k = key(7);
+        let s = req().seal(&S, &NO_TOKEN, &k).unwrap();
+        assert_eq!(&s.bytes[0..4], b"RSWP");
+        let r = Request::decode(&s.bytes).unwrap();
+        assert_eq!(r.req, req());
+        assert!(!r.session);
+        assert_eq!(r.authentic(&S, &k), Ok(()));
+        assert_eq!(r.tag(), s.tag);
+        let rel = Request {
+            release: true,
+            ..req()
+        };
+        assert!(
+            Request::decode(&rel.seal(&S, &NO_TOKEN, &k).unwrap().bytes)
+                .unwrap()
+                .req
+                .release
+        );
+    }
+
+    #[test]
+    fn the_secret_never_travels() {
+        let s = req().seal(&S, &[9; 16], &key(7)).unwrap();
+        assert!(!s.bytes.windows(4).any(|w| w == [7; 4]));
+        assert!(!s.bytes.windows(4).any(|w| w == [9; 4]));
+    }
+
+    #[test]
+    fn another_secret_or_any_changed_byte_is_refused() {
+        let s = req().seal(&S, &NO_TOKEN, &key(7)).unwrap();
+        let r = Request::decode(&s.bytes).unwrap();
+        assert_eq!(r.authentic(&S, &key(8)), Err(DecodeError::NotAuthentic));
+        for i in 6..REQUEST_LEN {
+            let mut b = s.bytes;
+            b[i] ^= 0x10;
+            let r = Request::decode(&b).unwrap();
+            assert_eq!(
+                r.authentic(&S, &key(7)),
+                Err(DecodeError::NotAuthentic),
+                "byte {i}"
+            );
         }
     }
 
     #[test]
-    fn request_round_trips() {
-        let b = req().encode();
-        assert_eq!(&b[0..4], b"RSWP");
-        assert_eq!(Request::decode(&b).unwrap(), req());
-        let r = Request {
-            release: true,
-            ..req()
-        };
-        assert!(Request::decode(&r.encode()).unwrap().release);
+    fn a_session_is_proven_only_with_its_token() {
+        let k = key(7);
+        let token = [9; 16];
+        let r = Request::decode(&req().seal(&S, &token, &k).unwrap().bytes).unwrap();
+        assert!(r.session);
+        assert_eq!(r.authentic(&S, &k), Ok(()));
+        assert!(r.proves(&S, &token, &k));
+        assert!(!r.proves(&S, &[8; 16], &k));
+        assert!(!r.proves(&S, &token, &key(8)));
+        assert!(!r.proves(&S, &NO_TOKEN, &k));
+        let none = Request::decode(&req().seal(&S, &NO_TOKEN, &k).unwrap().bytes).unwrap();
+        assert!(!none.proves(&S, &token, &k));
+    }
+
+    #[test]
+    fn a_request_is_bound_to_its_server() {
+        let k = key(7);
+        let token = [9; 16];
+        let r = Request::decode(&req().seal(&S, &token, &k).unwrap().bytes).unwrap();
+        let other = server_id([10, 77, 2, 2], 7471);
+        assert_eq!(server_id([10, 77, 1, 2], 0x1d3f), S);
+        assert_eq!(r.authentic(&other, &k), Err(DecodeError::NotAuthentic));
+        assert!(!r.proves(&other, &token, &k));
     }
 
     #[test]
     fn padded_private_data_is_accepted() {
-        let mut v = req().encode().to_vec();
+        let k = key(7);
+        let mut v = req().seal(&S, &NO_TOKEN, &k).unwrap().bytes.to_vec();
         v.resize(64, 0);
-        assert_eq!(Request::decode(&v).unwrap(), req());
+        let r = Request::decode(&v).unwrap();
+        assert_eq!(r.req, req());
+        assert_eq!(r.authentic(&S, &k), Ok(()));
     }
 
     #[test]
     fn bad_requests_are_named() {
-        let b = req().encode();
+        let b = req().seal(&S, &NO_TOKEN, &key(7)).unwrap().bytes;
         assert!(Request::decode(&b[..20])
             .unwrap_err()
             .to_string()
@@ -389,23 +651,68 @@ mod tests {
             .contains("version"));
     }
 
-    #[test]
-    fn reply_round_trips() {
-        let r = Reply {
+    fn grant() -> Reply {
+        Reply {
             status: Status::Ok,
             rkey: 0x1234,
             addr: 0x7f00_0000_1000,
             size: 1 << 28,
             token: [3; 16],
+            time: NOW + 1,
+        }
+    }
+
+    #[test]
+    fn reply_round_trips_and_authenticates() {
+        let k = key(7);
+        let tag = req().seal(&S, &NO_TOKEN, &k).unwrap().tag;
+        let b = grant().seal(&tag, &k).unwrap();
+        assert_eq!(Reply::open(&b, &tag, &k).unwrap(), grant());
+        assert!(!format!("{:?}", grant()).contains("3, 3"));
+        // The token is masked on the wire.
+        assert!(!b.windows(4).any(|w| w == [3; 4]));
+        let n = Reply::refusal(Status::NoSpace, NOW);
+        let nb = n.seal(&tag, &k).unwrap();
+        let opened = Reply::open(&nb, &tag, &k).unwrap();
+        assert_eq!(opened.status, Status::NoSpace);
+        // A refusal carries no token, and no mask either.
+        assert_eq!(opened.token, NO_TOKEN);
+        assert_eq!(&nb[32..48], &[0; 16]);
+        let with_token = Reply {
+            token: [3; 16],
+            ..n
         };
-        assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
-        assert!(!format!("{:?}", r).contains("3, 3"));
-        let n = Reply::refusal(Status::NoSpace);
-        assert_eq!(Reply::decode(&n.encode()).unwrap().status, Status::NoSpace);
-        let mut u = n.encode();
-        u[6] = 99;
-        assert_eq!(Reply::decode(&u), Err(DecodeError::Status(99)));
-        assert!(Reply::decode(&[0u8; 3]).is_err());
+        assert_eq!(&with_token.seal(&tag, &k).unwrap()[32..48], &[0; 16]);
+        // Sealed over an unverified request: the client cannot open it,
+        // and reads the status only as a claim.
+        let u = n.seal(&UNVERIFIED, &k).unwrap();
+        assert_eq!(Reply::open(&u, &tag, &k), Err(DecodeError::NotAuthentic));
+        assert_eq!(Reply::claimed_status(&u), Some(Status::NoSpace));
+        assert_eq!(Reply::claimed_status(&nb), Some(Status::NoSpace));
+        assert!(Reply::open(&[0u8; 3], &tag, &k).is_err());
+    }
+
+    #[test]
+    fn a_tampered_impostors_or_old_reply_is_refused() {
+        let k = key(7);
+        let tag = req().seal(&S, &NO_TOKEN, &k).unwrap().tag;
+        let b = grant().seal(&tag, &k).unwrap();
+        for i in 6..REPLY_LEN {
+            let mut t = b;
+            t[i] ^= 1;
+            assert_eq!(
+                Reply::open(&t, &tag, &k),
+                Err(DecodeError::NotAuthentic),
+                "byte {i}"
+            );
+        }
+        // A server without our secret.
+        let imp = grant().seal(&tag, &key(8)).unwrap();
+        assert_eq!(Reply::open(&imp, &tag, &k), Err(DecodeError::NotAuthentic));
+        // A reply to another request (a replayed reply).
+        let other = Request { nonce: 1, ..req() };
+        let tag2 = other.seal(&S, &NO_TOKEN, &k).unwrap().tag;
+        assert_eq!(Reply::open(&b, &tag2, &k), Err(DecodeError::NotAuthentic));
     }
 
     #[test]
@@ -414,15 +721,10 @@ mod tests {
         assert_eq!(s[15], 15);
         assert!(parse_secret(b"abc").is_none());
         assert!(parse_secret(b"zz0102030405060708090a0b0c0d0e0f").is_none());
-        assert!(secret_eq(&s, &s));
+        assert!(ct_eq(&s, &s));
         let mut t = s;
         t[9] ^= 1;
-        assert!(!secret_eq(&s, &t));
-    }
-
-    #[test]
-    fn the_secret_is_never_printed() {
-        assert!(!format!("{:?}", req()).contains("7, 7"));
-        assert!(!format!("{:?}", req()).contains("9, 9"));
+        assert!(!ct_eq(&s, &t));
+        assert!(!ct_eq(&s, &s[..15]));
     }
 }

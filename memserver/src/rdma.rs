@@ -20,8 +20,13 @@
 //!   cannot outlive its memory, nor its protection domain.
 //! - [`Buffer`]: the NIC reads and writes it behind the compiler's back, so
 //!   it never hands out a reference (`&[u8]` or `&mut [u8]`) to its bytes.
-//!   Rust code touches it only through raw pointers: zeroing a region after
-//!   its registration is gone, and volatile reads to count used pages.
+//!   The mapping is unmapped when its last holder goes: the buffer, or the
+//!   one [`PoolBytes`] handle.
+//! - [`PoolBytes`]: the only way the CPU reads or writes a pool's bytes in
+//!   bulk (zeroing a region after its registration is gone, volatile reads
+//!   to count used pages). There is one per buffer, so those accesses are
+//!   never concurrent, and it may move to another thread (memserver's
+//!   chores thread), keeping the mapping alive.
 
 use crate::sys;
 use std::cell::Cell;
@@ -30,6 +35,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::raw::c_void;
 use std::ptr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 const MIB: usize = 1 << 20;
 
@@ -555,16 +561,50 @@ pub enum HugePages {
     Off,
 }
 
+/// An anonymous mapping, unmapped when its last holder goes.
+struct Mapping {
+    base: *mut c_void,
+    len: usize,
+}
+
+// SAFETY: only an address and a length: nothing reads or writes the bytes
+// through a Mapping, and munmap may run on any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; a shared Mapping gives no access at all.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: our mapping, unmapped once, when its last holder (a
+        // Buffer, whose every Mr holds an Rc of it, or its PoolBytes) goes.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 /// Memory the NIC reads and writes: an anonymous mapping, reached only
 /// through raw pointers (see the module documentation).
 pub struct Buffer {
     base: *mut u8,
     len: usize,
-    map_base: *mut c_void,
-    map_len: usize,
+    map: Arc<Mapping>,
+    /// Whether the one [`PoolBytes`] was handed out.
+    cpu_taken: Cell<bool>,
     /// What the pool got, for the log: page size and whether it is locked.
     pub description: String,
 }
+
+/// The one handle through which the CPU zeroes and scans a [`Buffer`]'s
+/// bytes; see the module documentation.
+pub struct PoolBytes {
+    base: *mut u8,
+    len: usize,
+    _map: Arc<Mapping>,
+}
+
+// SAFETY: the handle is unique (Buffer::cpu_access gives out one) and its
+// methods take `&mut self`, so the bytes it touches are touched by one
+// thread at a time; it keeps the mapping alive wherever it goes.
+unsafe impl Send for PoolBytes {}
 
 fn meminfo_kib(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -660,8 +700,8 @@ impl Buffer {
         Ok(Rc::new(Buffer {
             base: p as *mut u8,
             len,
-            map_base: p,
-            map_len: len,
+            map: Arc::new(Mapping { base: p, len }),
+            cpu_taken: Cell::new(false),
             description: "4 KiB pages, not locked".into(),
         }))
     }
@@ -688,8 +728,11 @@ impl Buffer {
                         buf = Some(Buffer {
                             base: p as *mut u8,
                             len,
-                            map_base: p,
-                            map_len,
+                            map: Arc::new(Mapping {
+                                base: p,
+                                len: map_len,
+                            }),
+                            cpu_taken: Cell::new(false),
                             description: format!("{} hugetlb pages", fmt_bytes(page as u64)),
                         })
                     }
@@ -762,14 +805,17 @@ impl Buffer {
                 Buffer {
                     base: start as *mut u8,
                     len,
-                    map_base: start as *mut c_void,
-                    map_len: len,
+                    map: Arc::new(Mapping {
+                        base: start as *mut c_void,
+                        len,
+                    }),
+                    cpu_taken: Cell::new(false),
                     description,
                 }
             }
         };
         // SAFETY: locking our own mapping; this also faults it all in.
-        if unsafe { libc::mlock(buf.map_base, buf.map_len) } != 0 {
+        if unsafe { libc::mlock(buf.map.base, buf.map.len) } != 0 {
             let e = io::Error::last_os_error();
             let why = match e.raw_os_error() {
                 Some(libc::ENOMEM) | Some(libc::EPERM) => memlock_advice(len as u64),
@@ -794,6 +840,35 @@ impl Buffer {
         self.len == 0
     }
 
+    /// The one handle for zeroing and scanning the bytes from the CPU;
+    /// None once it was taken.
+    pub fn cpu_access(&self) -> Option<PoolBytes> {
+        if self.cpu_taken.replace(true) {
+            return None;
+        }
+        Some(PoolBytes {
+            base: self.base,
+            len: self.len,
+            _map: self.map.clone(),
+        })
+    }
+
+    fn ptr(&self, offset: usize) -> *mut u8 {
+        assert!(offset <= self.len);
+        // SAFETY: in bounds of the mapping.
+        unsafe { self.base.add(offset) }
+    }
+}
+
+impl PoolBytes {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn check(&self, offset: u64, len: u64) {
         assert!(
             offset
@@ -806,7 +881,7 @@ impl Buffer {
     /// Zeroes a range, so a freed region cannot leak to the next node.
     /// Call it after the range's [`Mr`] is dropped: no remote write can
     /// then land after the zeroes.
-    pub fn zero(&self, offset: u64, len: u64) {
+    pub fn zero(&mut self, offset: u64, len: u64) {
         self.check(offset, len);
         // SAFETY: in bounds (checked); no reference to these bytes exists
         // anywhere (the buffer hands none out).
@@ -815,7 +890,7 @@ impl Buffer {
 
     /// Pages (of 4 KiB) of a range that are not all zeros: what a node has
     /// stored. Volatile reads, as the NIC may write them meanwhile.
-    pub fn count_used_pages(&self, offset: u64, len: u64) -> u64 {
+    pub fn count_used_pages(&mut self, offset: u64, len: u64) -> u64 {
         self.check(offset, len);
         const PAGE: usize = 4096;
         const WORDS: usize = PAGE / 8;
@@ -832,20 +907,6 @@ impl Buffer {
             }
         }
         used
-    }
-
-    fn ptr(&self, offset: usize) -> *mut u8 {
-        assert!(offset <= self.len);
-        // SAFETY: in bounds of the mapping.
-        unsafe { self.base.add(offset) }
-    }
-}
-
-impl Drop for Buffer {
-    fn drop(&mut self) {
-        // SAFETY: our mapping, unmapped once; every Mr on it holds an Rc,
-        // so none is left.
-        unsafe { libc::munmap(self.map_base, self.map_len) };
     }
 }
 
@@ -1038,22 +1099,35 @@ mod tests {
     #[test]
     fn buffer_zeroes_and_counts_without_references() {
         let b = Buffer::map(4 * 4096).unwrap();
-        assert_eq!(b.count_used_pages(0, 4 * 4096), 0);
+        let mut c = b.cpu_access().unwrap();
+        assert!(b.cpu_access().is_none(), "one handle only");
+        assert_eq!(c.count_used_pages(0, 4 * 4096), 0);
         // SAFETY: test-only writes inside the mapping, no NIC involved.
         unsafe {
             *b.ptr(4096 + 17) = 1;
             *b.ptr(3 * 4096 + 4095) = 9;
         }
-        assert_eq!(b.count_used_pages(0, 4 * 4096), 2);
-        assert_eq!(b.count_used_pages(4096, 4096), 1);
-        b.zero(4096, 4096);
-        assert_eq!(b.count_used_pages(0, 4 * 4096), 1);
+        assert_eq!(c.count_used_pages(0, 4 * 4096), 2);
+        assert_eq!(c.count_used_pages(4096, 4096), 1);
+        c.zero(4096, 4096);
+        assert_eq!(c.count_used_pages(0, 4 * 4096), 1);
+        // The handle keeps the mapping alive on its own, on another thread.
+        drop(b);
+        let t = std::thread::spawn(move || {
+            c.zero(0, 4 * 4096);
+            c.count_used_pages(0, 4 * 4096)
+        });
+        assert_eq!(t.join().unwrap(), 0);
     }
 
     #[test]
     #[should_panic(expected = "outside the buffer")]
     fn out_of_range_zeroing_panics() {
-        Buffer::map(4096).unwrap().zero(4096, 1);
+        Buffer::map(4096)
+            .unwrap()
+            .cpu_access()
+            .unwrap()
+            .zero(4096, 1);
     }
 
     #[test]
@@ -1066,7 +1140,10 @@ mod tests {
             "{}",
             b.description
         );
-        assert_eq!(b.count_used_pages(0, 2 * MIB as u64), 0);
+        assert_eq!(
+            b.cpu_access().unwrap().count_used_pages(0, 2 * MIB as u64),
+            0
+        );
     }
 
     #[test]

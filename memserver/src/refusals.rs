@@ -36,10 +36,16 @@ pub enum Reason {
     /// The node id is in use and the request did not carry its session
     /// token: a clone, or a node that reused another's id.
     NodeInUse,
+    /// A request admitted before, sent again.
+    Replayed,
+    /// The request's time is too far from our clock.
+    ClockSkew,
+    /// Past `--max-connects-per-s` from one address.
+    RateLimited,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 13] = [
         Reason::BadRequest,
         Reason::NotAllowed,
         Reason::BadSecret,
@@ -50,6 +56,9 @@ impl Reason {
         Reason::WrongDevice,
         Reason::ServerError,
         Reason::NodeInUse,
+        Reason::Replayed,
+        Reason::ClockSkew,
+        Reason::RateLimited,
     ];
 
     /// The metric label.
@@ -65,11 +74,14 @@ impl Reason {
             Reason::WrongDevice => "wrong_device",
             Reason::ServerError => "server_error",
             Reason::NodeInUse => "node_in_use",
+            Reason::Replayed => "replayed",
+            Reason::ClockSkew => "clock_skew",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
     /// The status sent to the client. The wire protocol (shared with the
-    /// kernel module) has six statuses: every capacity limit is `NoSpace`,
+    /// kernel module) has nine statuses: every capacity limit is `NoSpace`,
     /// and server-side failures are `BadRequest`; the server's log and
     /// metrics tell them apart.
     pub fn status(self) -> Status {
@@ -82,6 +94,9 @@ impl Reason {
             | Reason::TooManyPending
             | Reason::PoolFull => Status::NoSpace,
             Reason::NodeInUse => Status::NodeInUse,
+            Reason::Replayed => Status::Replayed,
+            Reason::ClockSkew => Status::ClockSkew,
+            Reason::RateLimited => Status::Busy,
         }
     }
 
@@ -98,6 +113,9 @@ impl Reason {
             Reason::WrongDevice => "wrong device",
             Reason::ServerError => "server error",
             Reason::NodeInUse => "node id in use",
+            Reason::Replayed => "replayed request",
+            Reason::ClockSkew => "clock skew",
+            Reason::RateLimited => "--max-connects-per-s reached",
         }
     }
 }

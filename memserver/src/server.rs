@@ -5,11 +5,17 @@
 //! its token gets the same region, contents intact; a connection that
 //! claims a node id in use without its token is refused.
 
-use crate::config::{Limits, Settings};
+use crate::auth::Key;
+use crate::auth::{self as authn, RateLimit, Replays};
+use crate::chores::{Chores, Done, Job};
+use crate::config::{Limits, Settings, TestFault};
 use crate::metrics::{self, NodeStat, Shared, Snapshot};
 use crate::notify::Notifier;
 use crate::pool::{Extent, Pool};
-use crate::proto::{secret_eq, Reply, Request, Status, Token, NO_TOKEN};
+use crate::proto::{
+    server_id, Received, Reply, Request, Server as ServerId, Status, Tag, Token, NO_TOKEN,
+    UNVERIFIED,
+};
 use crate::rdma::{
     self, signals, Buffer, Cq, EventChannel, EventInfo, EventKind, Id, IdKey, Mr, Pd, Qp,
 };
@@ -28,6 +34,21 @@ const MIB: u64 = 1 << 20;
 /// it stops counting against `--max-pending`.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The status file is rewritten at most this often (a connect flood is a
+/// flood of events).
+pub const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a connect request may wait for a region being zeroed.
+pub const DEFER_MAX: Duration = Duration::from_secs(2);
+
+/// A connect request waiting for a region being zeroed.
+struct Deferred {
+    since: Instant,
+    id: Rc<Id>,
+    private: Vec<u8>,
+    depth: u8,
+}
+
 /// One queue of a node: an accepted connection and its QP.
 struct Conn {
     qp: Qp,
@@ -45,7 +66,7 @@ struct Node {
     mr: Mr,
     queues: usize,
     since: Instant,
-    /// The session token: only the node learnt it, in its first reply.
+    /// The session token: only the node can unmask it, from its grants.
     token: Token,
     /// Since when the node has had no queue (its region is kept for the
     /// grace period).
@@ -61,10 +82,24 @@ pub struct Server {
     pool: Pool,
     // The RDMA objects hold each other (rdma.rs): any drop order is safe.
     buf: Rc<Buffer>,
+    /// Zeroing, scans and status-file writes, off the event loop.
+    chores: Chores,
+    /// Bytes of freed regions being zeroed (not yet back in the pool).
+    zeroing: u64,
+    deferred: Vec<Deferred>,
+    /// The status file is written at most every [`STATUS_EVERY`]: the
+    /// latest text not yet handed to the chores thread, and when it last
+    /// was.
+    status_due: Option<String>,
+    status_sent: Instant,
     cq: Option<Rc<Cq>>,
     listener: Option<Rc<Id>>,
     channel: EventChannel,
     refusals: Refusals,
+    replays: Replays,
+    /// Our address as requests' MACs cover it.
+    server_id: ServerId,
+    rate: RateLimit,
     metrics: Option<Shared>,
     notifier: Notifier,
     started: SystemTime,
@@ -107,11 +142,19 @@ impl Server {
             pool: Pool::new(size, MIB),
             conns: HashMap::new(),
             nodes: HashMap::new(),
+            chores: Chores::start(buf.cpu_access().expect("a new pool has its handle"))?,
+            zeroing: 0,
+            deferred: Vec::new(),
+            status_due: None,
+            status_sent: Instant::now() - STATUS_EVERY,
             buf,
             cq: Some(cq),
             listener: Some(listener),
             channel,
             refusals: Refusals::new(),
+            replays: Replays::new(authn::now_s()),
+            server_id: server_id(cfg.listen.ip().octets(), cfg.listen.port()),
+            rate: RateLimit::for_limits(&cfg.limits),
             metrics,
             notifier,
             started: SystemTime::now(),
@@ -126,9 +169,13 @@ impl Server {
             cfg.policy.allow.len(),
             match &cfg.secret_source {
                 Some(s) => format!("required (from {s})"),
-                None => "not used".into(),
+                None =>
+                    "none (requests and replies are authenticated with the all-zero key)".into(),
             }
         );
+        if let Some(f) = cfg.test_fault {
+            warn!("--test-fault {f:?}: misbehaving on purpose, for tests only");
+        }
         if let Err(e) = srv
             .notifier
             .ready(&format!("listening on {}", srv.cfg.listen))
@@ -147,8 +194,9 @@ impl Server {
                 break Ok(());
             }
             if signals::REPORT.swap(false, Ordering::SeqCst) {
-                self.write_status(true);
+                self.scan();
             }
+            self.reap_chores();
             let now = Instant::now();
             if let Some(s) = self.refusals.tick(now) {
                 warn!("{s}");
@@ -196,9 +244,27 @@ impl Server {
         result
     }
 
-    fn refuse(&mut self, id: &Id, reason: Reason, detail: String) {
+    /// Answers the request whose MAC is `tag` with an authenticated reply.
+    fn reply(&self, tag: &Tag, reply: &Reply) -> Vec<u8> {
+        let impostor;
+        let key = if self.cfg.test_fault == Some(TestFault::Impostor) {
+            impostor = Key::new([0xee; 16]);
+            &impostor
+        } else {
+            self.cfg.policy.key()
+        };
+        let mut b = reply.seal(tag, key).map_or_else(Vec::new, |b| b.to_vec());
+        if self.cfg.test_fault == Some(TestFault::TamperReply) && reply.status == Status::Ok {
+            if let Some(x) = b.get_mut(8) {
+                *x ^= 1;
+            }
+        }
+        b
+    }
+
+    fn refuse(&mut self, id: &Id, tag: &Tag, reason: Reason, detail: String) {
         let peer = fmt_peer(id.peer());
-        id.reject(&Reply::refusal(reason.status()).encode());
+        id.reject(&self.reply(tag, &Reply::refusal(reason.status(), authn::now_s())));
         let line = format!("refused connection from {peer}: {detail}");
         for l in self.refusals.record(Instant::now(), reason, &peer, line) {
             warn!("{l}");
@@ -214,23 +280,101 @@ impl Server {
         let Some(id) = ev.new_id else {
             return;
         };
-        let req = match Request::decode(&ev.private_data) {
+        self.admit_request(id, ev.private_data, ev.initiator_depth, None);
+    }
+
+    /// Connect requests that wait for a region being zeroed: retried when
+    /// zeroing completes, refused (pool full) after [`DEFER_MAX`].
+    fn retry_deferred(&mut self, now: Instant) {
+        for d in std::mem::take(&mut self.deferred) {
+            let more = self.zeroing > 0 && now.duration_since(d.since) < DEFER_MAX;
+            self.admit_request(d.id, d.private, d.depth, Some((d.since, more)));
+        }
+    }
+
+    /// `retry`: a deferred request (already through the replay guard):
+    /// since when it waits, and whether it may wait more.
+    fn admit_request(
+        &mut self,
+        id: Rc<Id>,
+        private: Vec<u8>,
+        initiator_depth: u8,
+        retry: Option<(Instant, bool)>,
+    ) {
+        let got: Received = match Request::decode(&private) {
             Ok(r) => r,
             Err(e) => {
                 return self.refuse(
                     &id,
+                    &UNVERIFIED,
                     Reason::BadRequest,
                     format!("not an rswap client ({e})"),
                 )
             }
         };
+        let (req, tag) = (got.req, got.tag());
+        // A flood is turned away before any more work is done for it; a deferred
+        // request was let through already.
+        if retry.is_none() && !self.rate.allow(id.peer(), Instant::now()) {
+            return self.refuse(
+                &id,
+                &UNVERIFIED,
+                Reason::RateLimited,
+                format!(
+                    "more than {} connection requests a second (--max-connects-per-s)",
+                    self.cfg.limits.connects_per_s
+                ),
+            );
+        }
         let who = format!("node {:016x}", req.node_id);
-        if let Err(st) = self.cfg.policy.check(id.peer(), &req) {
-            let (reason, why) = match st {
-                Status::NotAllowed => (Reason::NotAllowed, "address not in --allow"),
-                _ => (Reason::BadSecret, "wrong secret"),
+        let checked = match self.cfg.test_fault {
+            Some(TestFault::Impostor) => Ok(()),
+            _ => self.cfg.policy.check(id.peer(), &got, &self.server_id),
+        };
+        if let Err(st) = checked {
+            // Only a request whose MAC verified gets a reply bound to it.
+            let (reason, why, bound) = match st {
+                Status::NotAllowed => (Reason::NotAllowed, "address not in --allow", tag),
+                Status::BadRequest => (Reason::ServerError, "HMAC failed", UNVERIFIED),
+                _ => (
+                    Reason::BadSecret,
+                    "wrong secret (the request's MAC does not verify)",
+                    UNVERIFIED,
+                ),
             };
-            return self.refuse(&id, reason, format!("{who}: {why}"));
+            return self.refuse(&id, &bound, reason, format!("{who}: {why}"));
+        }
+        // Authenticated: now it may take room in the replay guard.
+        let now = authn::now_s();
+        if let Err(st) = match retry {
+            Some(_) => Ok(()),
+            None => self.replays.admit(&req, now, Instant::now()),
+        } {
+            let why = if st == Status::Replayed {
+                (
+                    Reason::Replayed,
+                    "a replay of a request seen before (same time and nonce)".to_string(),
+                )
+            } else if st == Status::Busy {
+                (
+                    Reason::RateLimited,
+                    format!(
+                        "the replay guard is full ({} requests in {} s)",
+                        authn::MAX_REMEMBERED,
+                        2 * authn::MAX_SKEW_S
+                    ),
+                )
+            } else {
+                (
+                    Reason::ClockSkew,
+                    format!(
+                        "its request is dated {} s from our clock (at most {} s, and not before we started): a replay, or check NTP on both",
+                        (req.time.wrapping_sub(now) as i32),
+                        authn::MAX_SKEW_S
+                    ),
+                )
+            };
+            return self.refuse(&id, &tag, why.0, format!("{who}: {}", why.1));
         }
         let (Some(listener), Some(cq)) = (&self.listener, &self.cq) else {
             return;
@@ -239,16 +383,21 @@ impl Server {
         if id.device_key() != listener.device_key() {
             return self.refuse(
                 &id,
+                &tag,
                 Reason::WrongDevice,
                 format!("{who}: arrived on another RDMA device than --listen's"),
             );
         }
-        let resumed = match session(self.nodes.get(&req.node_id).map(|n| &n.token), &req.token) {
+        let key = self.cfg.policy.key();
+        let resumed = match session(self.nodes.get(&req.node_id).map(|n| &n.token), |t| {
+            got.proves(&self.server_id, t, key)
+        }) {
             Session::Clash => {
                 return self.refuse(
                     &id,
+                    &tag,
                     Reason::NodeInUse,
-                    format!("{who}: that node id is in use and the request lacks its session token (a clone of the node, or a reused id?)"),
+                    format!("{who}: that node id is in use and the request does not prove its session token (a clone of the node, or a reused id?)"),
                 )
             }
             Session::Resume => true,
@@ -257,7 +406,7 @@ impl Server {
         if req.release {
             // The node leaves: nothing is connected, and a release without
             // the node's token frees nothing.
-            id.reject(&Reply::refusal(Status::Ok).encode());
+            id.reject(&self.reply(&tag, &Reply::refusal(Status::Ok, now)));
             if resumed {
                 self.free_node(req.node_id, "released by the node (it unloaded)");
             }
@@ -267,12 +416,30 @@ impl Server {
         if let Err((reason, why)) =
             check_limits(&self.cfg.limits, self.pending(), self.nodes.len(), queues)
         {
-            return self.refuse(&id, reason, format!("{who}: {why}"));
+            return self.refuse(&id, &tag, reason, format!("{who}: {why}"));
         }
         if queues.is_none() {
             let want = (req.want_mib as u64).min(self.cfg.region_mib).max(1);
             let Some(extent) = self.pool.alloc(want * MIB) else {
-                return self.refuse(&id, Reason::PoolFull, format!("{who}: the pool is full"));
+                // A freed region may be on its way back: wait for it.
+                let may_wait = retry.is_none_or(|(_, more)| more);
+                if self.zeroing > 0 && may_wait && self.deferred.len() < self.cfg.limits.max_pending
+                {
+                    let since = retry.map_or_else(Instant::now, |(t, _)| t);
+                    self.deferred.push(Deferred {
+                        since,
+                        id,
+                        private,
+                        depth: initiator_depth,
+                    });
+                    return;
+                }
+                return self.refuse(
+                    &id,
+                    &tag,
+                    Reason::PoolFull,
+                    format!("{who}: the pool is full"),
+                );
             };
             let mr = match Pd::new(&listener)
                 .and_then(|pd| Mr::register(&pd, &self.buf, extent.offset, extent.len))
@@ -291,6 +458,7 @@ impl Server {
                     );
                     return self.refuse(
                         &id,
+                        &tag,
                         Reason::ServerError,
                         format!("{who}: server error: memory registration failed ({e})"),
                     );
@@ -303,7 +471,7 @@ impl Server {
                 extent.offset / MIB,
                 req.want_mib,
                 mr.rkey(),
-                if req.token == NO_TOKEN {
+                if !got.session {
                     ""
                 } else {
                     "; it presented a session this server does not have (restarted, or past the grace period): a new, empty region"
@@ -316,6 +484,7 @@ impl Server {
                     self.pool.release(extent);
                     return self.refuse(
                         &id,
+                        &tag,
                         Reason::ServerError,
                         format!("{who}: server error: no randomness ({e})"),
                     );
@@ -342,10 +511,12 @@ impl Server {
             addr: node.mr.addr(),
             size: node.extent.len,
             token: node.token,
+            time: now,
         };
-        let depth = ev.initiator_depth.clamp(1, 16);
+        let sealed = self.reply(&tag, &reply);
+        let depth = initiator_depth.clamp(1, 16);
         let qp = match Qp::create(&id, node.mr.pd(), &cq).and_then(|qp| {
-            id.accept(&reply.encode(), depth)?;
+            id.accept(&sealed, depth)?;
             Ok(qp)
         }) {
             Ok(qp) => qp,
@@ -359,6 +530,7 @@ impl Server {
                 }
                 return self.refuse(
                     &id,
+                    &tag,
                     Reason::ServerError,
                     format!("{who}: server error: connection setup failed ({e})"),
                 );
@@ -478,10 +650,16 @@ impl Server {
             // Deregister first: once the MR is gone the NIC can no longer
             // write the region, so the zeroes are the last word.
             drop(n.mr);
-            self.buf.zero(offset, len);
-            self.pool.release(n.extent);
+            debug_assert_eq!((offset, len), (n.extent.offset, n.extent.len));
+            // The chores thread zeroes it; it goes back to the pool when
+            // that is done (reap_chores).
+            self.zeroing += n.extent.len;
+            self.chores.submit(Job::Zero {
+                node: node_id,
+                extent: n.extent,
+            });
             info!(
-                "node {node_id:016x} ({}) gone: {why}; region of {} MiB freed after {:.0} s",
+                "node {node_id:016x} ({}) gone: {why}; region of {} MiB freed after {:.0} s, zeroing it",
                 fmt_peer(n.peer),
                 n.extent.len / MIB,
                 n.since.elapsed().as_secs_f64()
@@ -516,31 +694,94 @@ impl Server {
             }
         }
         self.write_status(false);
+        self.flush_status(true);
+        // Waits for the status write; zeroing is skipped: the pool goes
+        // back to the kernel, which zeroes pages before reuse.
+        let left = self.chores.stop();
+        self.handle_chores(left);
         info!("stopped; port {} is free", self.cfg.listen.port());
     }
 
-    /// The operator view: one line per node, written to --status-file,
-    /// published to the metrics endpoint and, on SIGUSR1 (`scan`), logged
-    /// with how many of each region's pages hold data.
-    fn write_status(&mut self, scan: bool) {
-        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
-        ids.sort_unstable();
-        if scan {
-            for id in &ids {
-                let n = self.nodes.get_mut(id).unwrap();
-                let (offset, len) = n.mr.range();
-                n.pages_used = Some(self.buf.count_used_pages(offset, len));
+    /// SIGUSR1: the chores thread counts the pages each region holds; the
+    /// status is logged with them when it is done.
+    fn scan(&mut self) {
+        let regions = self.nodes.iter().map(|(id, n)| (*id, n.extent)).collect();
+        self.chores.submit(Job::Scan(regions));
+    }
+
+    /// Hands the latest status text to the chores thread, unless one went
+    /// less than [`STATUS_EVERY`] ago (and `now` is false).
+    fn flush_status(&mut self, now: bool) {
+        if !now && self.status_sent.elapsed() < STATUS_EVERY {
+            return;
+        }
+        if let (Some(path), Some(text)) = (&self.cfg.status_file, self.status_due.take()) {
+            self.chores.submit(Job::Status {
+                path: path.clone(),
+                text,
+            });
+            self.status_sent = Instant::now();
+        }
+    }
+
+    fn reap_chores(&mut self) {
+        self.flush_status(false);
+        let done = self.chores.finished();
+        self.handle_chores(done);
+        if !self.deferred.is_empty() {
+            self.retry_deferred(Instant::now());
+        }
+    }
+
+    fn handle_chores(&mut self, done: Vec<Done>) {
+        for d in done {
+            match d {
+                Done::Zeroed {
+                    node,
+                    extent,
+                    took,
+                    zeroed,
+                } => {
+                    self.zeroing -= extent.len;
+                    self.pool.release(extent);
+                    if zeroed {
+                        info!(
+                            "node {node:016x}: its former region of {} MiB is zeroed ({} ms) and back in the pool",
+                            extent.len / MIB,
+                            took.as_millis()
+                        );
+                    }
+                }
+                Done::Scanned(counts) => {
+                    for (id, extent, used) in counts {
+                        // The node may have gone, or come back elsewhere.
+                        if let Some(n) = self.nodes.get_mut(&id).filter(|n| n.extent == extent) {
+                            n.pages_used = Some(used);
+                        }
+                    }
+                    self.write_status(true);
+                }
+                Done::StatusFailed(e) => warn!("cannot write status file {e}"),
             }
         }
+    }
+
+    /// The operator view: one line per node, written to --status-file,
+    /// published to the metrics endpoint and, after a SIGUSR1 scan
+    /// (`scanned`), logged with how many of each region's pages hold data.
+    fn write_status(&mut self, scanned: bool) {
+        let mut ids: Vec<u64> = self.nodes.keys().copied().collect();
+        ids.sort_unstable();
         let pending = self.pending();
         let mut s = format!(
-            "pool_mib={} free_mib={} nodes={} queues={} refused={} pending={}\n",
+            "pool_mib={} free_mib={} nodes={} queues={} refused={} pending={} zeroing_mib={}\n",
             self.pool.size() / MIB,
             self.pool.free_bytes() / MIB,
             self.nodes.len(),
             self.conns.len(),
             self.refusals.total(),
-            pending
+            pending,
+            self.zeroing / MIB
         );
         for id in &ids {
             let n = &self.nodes[id];
@@ -552,7 +793,7 @@ impl Server {
                 n.orphaned
                     .map(|t| format!(" kept_s={}", t.elapsed().as_secs()))
                     .unwrap_or_default(),
-                if scan {
+                if scanned {
                     n.pages_used
                         .map(|u| format!(" pages_used={u}"))
                         .unwrap_or_default()
@@ -561,17 +802,14 @@ impl Server {
                 }
             );
         }
-        if scan {
+        if scanned {
             for l in s.lines() {
                 info!("status: {l}");
             }
         }
-        if let Some(path) = &self.cfg.status_file {
-            let mut tmp = path.clone().into_os_string();
-            tmp.push(".tmp");
-            if let Err(e) = std::fs::write(&tmp, &s).and_then(|_| std::fs::rename(&tmp, path)) {
-                warn!("cannot write status file {}: {e}", path.display());
-            }
+        if self.cfg.status_file.is_some() {
+            self.status_due = Some(s);
+            self.flush_status(false);
         }
         if let Some(shared) = &self.metrics {
             let snap = self.snapshot(&ids, pending);
@@ -634,12 +872,12 @@ pub enum Session {
     Clash,
 }
 
-/// Matches `presented` against the token of the node id's session, if it
-/// has one; compared without an early exit.
-pub fn session(existing: Option<&Token>, presented: &Token) -> Session {
+/// Whether the request proves (`proves`) the token of the node id's
+/// session, if it has one.
+pub fn session(existing: Option<&Token>, proves: impl Fn(&Token) -> bool) -> Session {
     match existing {
         None => Session::New,
-        Some(t) if secret_eq(t, presented) => Session::Resume,
+        Some(t) if proves(t) => Session::Resume,
         Some(_) => Session::Clash,
     }
 }
@@ -702,20 +940,46 @@ mod tests {
         max_nodes: 2,
         max_queues_per_node: 4,
         max_pending: 3,
+        connects_per_s: 10,
     };
 
     #[test]
-    fn only_the_token_resumes_a_session() {
+    fn only_a_proof_of_the_token_resumes_a_session() {
+        use crate::auth::Key;
+        const S: ServerId = [10, 77, 1, 2, 0x1d, 0x3f];
+        let key = Key::new([1; 16]);
         let t = [5u8; 16];
-        assert_eq!(session(None, &NO_TOKEN), Session::New);
+        let asks = |token: &Token| {
+            let req = Request {
+                queue: 1,
+                node_id: 9,
+                want_mib: 1,
+                release: false,
+                time: 1,
+                nonce: 2,
+            };
+            Request::decode(&req.seal(&S, token, &key).unwrap().bytes).unwrap()
+        };
+        let (none, own) = (asks(&NO_TOKEN), asks(&t));
+        assert_eq!(session(None, |x| none.proves(&S, x, &key)), Session::New);
         // A token from a session this server no longer has: a new one.
-        assert_eq!(session(None, &t), Session::New);
-        assert_eq!(session(Some(&t), &t), Session::Resume);
+        assert_eq!(session(None, |x| own.proves(&S, x, &key)), Session::New);
+        assert_eq!(
+            session(Some(&t), |x| own.proves(&S, x, &key)),
+            Session::Resume
+        );
         // A clone with the node id but no token, or a wrong one.
-        assert_eq!(session(Some(&t), &NO_TOKEN), Session::Clash);
+        assert_eq!(
+            session(Some(&t), |x| none.proves(&S, x, &key)),
+            Session::Clash
+        );
         let mut u = t;
         u[15] ^= 1;
-        assert_eq!(session(Some(&t), &u), Session::Clash);
+        let wrong = asks(&u);
+        assert_eq!(
+            session(Some(&t), |x| wrong.proves(&S, x, &key)),
+            Session::Clash
+        );
     }
 
     #[test]

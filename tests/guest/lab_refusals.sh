@@ -24,6 +24,25 @@ expect_fail "loss timeout out of range" "loss_timeout_s=0 is outside 1..3600" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" loss_timeout_s=0
 expect_fail "loss timeout within two request timeouts" "must be longer than two timeouts" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" timeout_ms=3000 loss_timeout_s=5
+# Servers that cannot prove they know the secret are refused, and so are
+# replies changed on the way: local memservers (rxe loops back to our own
+# address) that misbehave on purpose. The impostor admits any request and
+# answers without the secret; the other changes the rkey of its grants.
+MEMSERVER_SECRET="$SECRET" memserver --listen 10.77.1.1:7482 --pool-mib 16 --test-fault impostor >/tmp/imp.log 2>&1 &
+imp=$!
+MEMSERVER_SECRET="$SECRET" memserver --listen 10.77.1.1:7483 --pool-mib 16 --test-fault tamper-reply >/tmp/tamper.log 2>&1 &
+tamper=$!
+sleep 3
+expect_fail "impostor memserver refused" "accepted us, but its reply does not authenticate" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.1:7482
+expect_fail "tampered reply refused" "accepted us, but its reply does not authenticate" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers=10.77.1.1:7483
+rswap-probe --server 10.77.1.1:7482 --secret "$SECRET" >/tmp/probe.out 2>&1
+expect "rswap-probe refuses the impostor too" "$?" -eq 5
+rswap-probe --server 10.77.1.1:7483 --secret "$SECRET" >/tmp/probe.out 2>&1
+expect "rswap-probe refuses the tampered reply too" "$?" -eq 5
+kill $imp $tamper
+wait $imp $tamper
 expect "rswap_rdma not loaded" "$(grep -c rswap_rdma /proc/modules)" -eq 0
 # After all that a good load works and unloads cleanly.
 insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" || fail "good load"

@@ -14,6 +14,10 @@ conf=/tmp/memserver.toml
 	echo "pool-mib = $pool"
 	echo "region-mib = $region"
 	echo "max-nodes = 4"
+	# A node connects 2 x CPUs queues; a flood from one address is cut
+	# down to 20 requests a second (lab_one floods it).
+	echo "max-queues-per-node = 16"
+	echo "max-connects-per-s = 20"
 	echo "status-file = \"/tmp/memserver.status\""
 	echo "metrics = \"127.0.0.1:9471\""
 	allow=$(param rswap.allow | sed 's/\([^,][^,]*\)/"\1"/g; s/,/, /g')

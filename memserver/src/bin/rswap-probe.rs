@@ -4,16 +4,21 @@
 //! (allowlist, secret), limits, and that a node cannot reach outside its
 //! region.
 //!
+//! It also plays the attacker for the tests: it can replay its own
+//! request byte for byte, date it off the server's clock, or claim a
+//! session it does not have.
+//!
 //! Exit: 0 accepted (and the read, if any, succeeded), 3 refused,
-//! 4 the read failed with a completion error, 1 anything else, 2 bad
-//! command line.
+//! 4 the read failed with a completion error, 5 accepted but the server's
+//! reply did not authenticate, 1 anything else, 2 bad command line.
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
+use memserver::auth::{now_s, Key};
 use memserver::config::parse_secret;
 use memserver::config::{parse_listen, read_secret_file, SECRET_ENV};
-use memserver::proto::{Reply, Request, Status, NO_TOKEN};
-use memserver::rdma::EventChannel;
+use memserver::proto::{server_id, DecodeError, Reply, Request, Sealed, Status, Token, NO_TOKEN};
+use memserver::rdma::{Client, EventChannel};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::exit;
@@ -27,8 +32,9 @@ use std::process::exit;
 The secret comes from --secret, --secret-file or $MEMSERVER_SECRET; one is
 required (give --secret 00000000000000000000000000000000 to send none).
 Exit status: 0 accepted (and the read, if any, succeeded), 3 refused,
-4 the read failed with a completion error, 1 any other failure, 2 bad
-command line."
+4 the read failed with a completion error, 5 accepted but the server's reply
+did not authenticate (it does not know our secret, or the reply was
+changed), 1 any other failure, 2 bad command line."
 )]
 struct Args {
     /// The memserver to connect to
@@ -70,6 +76,26 @@ struct Args {
     /// After admission, stay connected this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     hold: u64,
+    /// After admission, send the first request again, byte for byte (an
+    /// attacker replaying a captured request): the server must refuse it
+    #[arg(long)]
+    replay: bool,
+    /// Date the requests this many seconds off our clock
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    clock_offset_s: i64,
+    /// Claim a session with a made-up token (a clone that guesses)
+    #[arg(long)]
+    fake_session: bool,
+    /// Instead of one connection, make N connection attempts as fast as
+    /// possible, each as a new node (released at once when admitted), and
+    /// print how they were answered
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    flood: Option<u32>,
     /// Timeout of each connection step, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 3000,
           value_parser = clap::value_parser!(i32).range(1..))]
@@ -116,40 +142,37 @@ fn main() {
             )
             .exit()
     };
-    let req = Request {
-        queue: a.queue,
-        node_id: a.node_id,
-        want_mib: a.want_mib,
-        secret,
-        // A probe never has a session: with a node id in use it is refused
-        // as a clone (NodeInUse).
-        token: NO_TOKEN,
-        release: false,
-    };
+    let key = Key::new(secret);
     let ch = EventChannel::new().unwrap_or_else(|e| {
         eprintln!("rswap-probe: {e}");
         exit(1)
     });
-    let mut c = ch
-        .connect(a.server, a.from, &req.encode(), a.timeout_ms)
-        .unwrap_or_else(|e| {
-            println!("probe: connect failed: {e}");
-            exit(1)
-        });
-    let reply = Reply::decode(&c.reply);
-    if c.rejected {
-        match reply {
-            Ok(r) => println!("probe: refused: {:?}", r.status),
-            Err(_) => println!("probe: refused (no rswap reply)"),
-        }
-        exit(3);
+    let p = Probe {
+        a: &a,
+        ch: &ch,
+        key,
+    };
+    if let Some(n) = a.flood {
+        p.flood(n);
+        exit(0);
     }
-    let r = match reply {
-        Ok(r) if r.status == Status::Ok => r,
-        _ => {
-            println!("probe: accepted without a valid reply");
-            exit(1)
-        }
+    let req = Request {
+        queue: a.queue,
+        node_id: a.node_id,
+        want_mib: a.want_mib,
+        release: false,
+        time: 0,
+        nonce: 0,
+    };
+    // A probe has a session only when it fakes one: with a node id in use
+    // it is refused as a clone (NodeInUse).
+    let fake = if a.fake_session { [0x5a; 16] } else { NO_TOKEN };
+    let first = p.seal(req, &fake);
+    let (mut c, r) = match p.ask(&first, "") {
+        Answer::Admitted(c, r) => (c, r),
+        Answer::Refused => exit(3),
+        Answer::NotAuthentic => exit(5),
+        Answer::Failed => exit(1),
     };
     println!(
         "probe: accepted: region {} MiB at {:#x}, rkey {:#x} (grant {:#x}:{:#x})",
@@ -187,31 +210,40 @@ fn main() {
     }
     let mut more = Vec::new();
     let mut refused = false;
-    for i in (1..a.queues).take_while(|_| status == 0) {
+    // The last request admitted: --replay sends it again.
+    let mut last = first;
+    for i in 1..a.queues {
+        if status != 0 || refused {
+            break;
+        }
         let q = Request {
             queue: a.queue.wrapping_add(i),
-            token: r.token,
             ..req
         };
-        match ch.connect(a.server, a.from, &q.encode(), a.timeout_ms) {
-            Ok(c) if !c.rejected => more.push(c),
-            Ok(c) => {
-                match Reply::decode(&c.reply) {
-                    Ok(r) => println!("probe: queue {} refused: {:?}", q.queue, r.status),
-                    Err(_) => println!("probe: queue {} refused (no rswap reply)", q.queue),
-                }
-                refused = true;
-                break;
+        let sealed = p.seal(q, &r.token);
+        match p.ask(&sealed, &format!("queue {} ", q.queue)) {
+            Answer::Admitted(c, _) => {
+                more.push(c);
+                last = sealed;
             }
-            Err(e) => {
-                println!("probe: queue {}: connect failed: {e}", q.queue);
-                status = 1;
-                break;
-            }
+            Answer::Refused => refused = true,
+            Answer::NotAuthentic => status = 5,
+            Answer::Failed => status = 1,
         }
     }
     if !refused && a.queues > 1 {
         println!("probe: {} queues in one session", a.queues);
+    }
+    if a.replay && status == 0 && !refused {
+        match p.ask(&last, "the replayed request ") {
+            Answer::Admitted(c, _) => {
+                println!("probe: the replayed request was admitted");
+                more.push(c);
+            }
+            Answer::Refused => refused = true,
+            Answer::NotAuthentic => status = 5,
+            Answer::Failed => status = 1,
+        }
     }
     if a.hold > 0 {
         std::thread::sleep(std::time::Duration::from_secs(a.hold));
@@ -220,23 +252,193 @@ fn main() {
     drop(c);
     // Leave as rswap_rdma does on unload: release the region now rather
     // than leave it to the server's grace period.
-    let bye = Request {
-        release: true,
-        token: r.token,
-        ..req
-    };
-    match ch.connect(a.server, a.from, &bye.encode(), a.timeout_ms) {
-        Ok(c) if c.rejected && Reply::decode(&c.reply).map(|r| r.status) == Ok(Status::Ok) => {
+    let bye = p.seal(
+        Request {
+            release: true,
+            ..req
+        },
+        &r.token,
+    );
+    match ch.connect(a.server, a.from, &bye.bytes, a.timeout_ms) {
+        Ok(c)
+            if c.rejected
+                && Reply::open(&c.reply, &bye.tag, &p.key).map(|r| r.status) == Ok(Status::Ok) =>
+        {
             println!("probe: released the region")
         }
         _ => println!(
             "probe: could not release the region (the server frees it after its grace period)"
         ),
     }
-    if refused {
+    if refused && status == 0 {
         status = 3;
     }
     exit(status)
+}
+
+/// How a connection request was answered.
+enum Answer {
+    Admitted(Client, Reply),
+    Refused,
+    NotAuthentic,
+    Failed,
+}
+
+struct Probe<'a> {
+    a: &'a Args,
+    ch: &'a EventChannel,
+    key: Key,
+}
+
+impl Probe<'_> {
+    /// `n` connection attempts, each from a new random node id; prints a
+    /// summary of the answers.
+    fn flood(&self, n: u32) {
+        let t = std::time::Instant::now();
+        let mut answers: std::collections::BTreeMap<String, u32> = Default::default();
+        for _ in 0..n {
+            let req = Request {
+                queue: 0,
+                node_id: (random_u32() as u64) << 32 | random_u32() as u64,
+                want_mib: self.a.want_mib,
+                release: false,
+                time: 0,
+                nonce: 0,
+            };
+            let sealed = self.seal(req, &NO_TOKEN);
+            let a = self.a;
+            let what = match self
+                .ch
+                .connect(a.server, a.from, &sealed.bytes, a.timeout_ms)
+            {
+                Err(_) => "failed".to_string(),
+                Ok(c) => match Reply::open(&c.reply, &sealed.tag, &self.key) {
+                    Ok(r) if !c.rejected && r.status == Status::Ok => {
+                        drop(c);
+                        let bye = self.seal(
+                            Request {
+                                release: true,
+                                ..req
+                            },
+                            &r.token,
+                        );
+                        let _ = self.ch.connect(a.server, a.from, &bye.bytes, a.timeout_ms);
+                        "admitted".to_string()
+                    }
+                    Ok(r) => format!("{:?}", r.status),
+                    // Refusals sent before the request was verified are
+                    // unauthenticated: counted by the status they claim.
+                    Err(DecodeError::NotAuthentic) if c.rejected => Reply::claimed_status(&c.reply)
+                        .map_or("?".to_string(), |s| format!("{s:?}")),
+                    Err(DecodeError::NotAuthentic) => "accepted, not authentic".to_string(),
+                    Err(e) => format!("bad reply ({e})"),
+                },
+            };
+            *answers.entry(what).or_default() += 1;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let list: Vec<String> = answers.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "probe: flood: {n} attempts in {secs:.1} s ({:.0}/s): {}",
+            n as f64 / secs.max(1e-3),
+            list.join(", ")
+        );
+    }
+
+    /// Dates `req` (with --clock-offset-s), gives it a fresh nonce and seals it.
+    fn seal(&self, req: Request, token: &Token) -> Sealed {
+        let req = Request {
+            time: (now_s() as i64).wrapping_add(self.a.clock_offset_s) as u32,
+            nonce: random_u32(),
+            ..req
+        };
+        let a = self.a;
+        req.seal(
+            &server_id(a.server.ip().octets(), a.server.port()),
+            token,
+            &self.key,
+        )
+        .expect("HMAC-SHA256 in user space cannot fail")
+    }
+
+    /// Sends a sealed request; `what` names it in the output.
+    fn ask(&self, req: &Sealed, what: &str) -> Answer {
+        let a = self.a;
+        let t = std::time::Instant::now();
+        let c = match self.ch.connect(a.server, a.from, &req.bytes, a.timeout_ms) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("probe: {what}connect failed: {e}");
+                return Answer::Failed;
+            }
+        };
+        match Reply::open(&c.reply, &req.tag, &self.key) {
+            Ok(r) if c.rejected => {
+                let skew = if r.status == Status::ClockSkew {
+                    format!(
+                        " (the server's clock is {} s from our request's)",
+                        r.time.wrapping_sub(req_time(req)) as i32
+                    )
+                } else {
+                    String::new()
+                };
+                println!("probe: {what}refused: {:?}{skew}", r.status);
+                Answer::Refused
+            }
+            Ok(r) if r.status == Status::Ok => {
+                println!(
+                    "probe: {what}connected in {:.1} ms",
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                Answer::Admitted(c, r)
+            }
+            Ok(r) => {
+                println!("probe: {what}accepted with status {:?}", r.status);
+                Answer::Failed
+            }
+            // A refusal the server sent before it could verify our
+            // request (a wrong secret, a flood) cannot be authenticated:
+            // its status is only a claim.
+            Err(DecodeError::NotAuthentic) if c.rejected => {
+                println!(
+                    "probe: {what}refused: {} (unauthenticated: the server could not verify our request, or does not know our secret)",
+                    Reply::claimed_status(&c.reply).map_or("?".to_string(), |s| format!("{s:?}"))
+                );
+                Answer::Refused
+            }
+            Err(DecodeError::NotAuthentic) => {
+                println!(
+                    "probe: {what}accepted, but the reply does not authenticate: the server does not know our secret, or the reply was changed"
+                );
+                Answer::NotAuthentic
+            }
+            Err(e) if c.rejected => {
+                println!("probe: {what}refused (no rswap reply: {e})");
+                Answer::Refused
+            }
+            Err(e) => {
+                println!("probe: {what}accepted without a valid reply: {e}");
+                Answer::Failed
+            }
+        }
+    }
+}
+
+/// The time a sealed request carries.
+fn req_time(req: &Sealed) -> u32 {
+    u32::from_le_bytes([req.bytes[24], req.bytes[25], req.bytes[26], req.bytes[27]])
+}
+
+fn random_u32() -> u32 {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .unwrap_or_else(|e| {
+            eprintln!("rswap-probe: /dev/urandom: {e}");
+            exit(1)
+        });
+    u32::from_le_bytes(b)
 }
 
 #[cfg(test)]
