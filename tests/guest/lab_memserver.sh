@@ -112,7 +112,7 @@ zeroed=$(grep -n 'node 0000000000000050: its former region of 160 MiB is zeroed'
 during=$(awk -v a="${gone:-0}" -v b="${zeroed:-0}" 'NR > a && NR < b && /node 00000000000000(61|62|63) from/' /tmp/zero.log | wc -l)
 expect "the 160 MiB region was zeroed" "${zeroed:-0}" -gt 0
 expect "nodes admitted while it was being zeroed" "$during" -ge 1
-note "connect latency (ms), idle: $idle; while 160 MiB is zeroed: $busy; $(grep -o 'zeroed ([0-9]* ms)' /tmp/zero.log | tail -1)"
+note "connect latency (ms), idle: $idle; while 160 MiB is zeroed: $busy; the 160 MiB region $(grep -o 'region of 160 MiB is zeroed ([0-9]* ms)' /tmp/zero.log | grep -o '([0-9]* ms)'), during which $during nodes were admitted"
 cat /tmp/ms.log /tmp/ms2.log | sed 's/^/  ms: /'
 memserver --listen 10.77.1.1:7481 --pool-mib 16 >/tmp/ms3.log 2>&1
 expect "memserver with no --secret nor --allow refuses to start" "$?" -eq 2
