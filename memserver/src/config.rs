@@ -41,9 +41,10 @@ Options given on the command line override the file (--allow replaces its list).
 
 The secret (32 hex digits) comes from, in this order: --secret-file, --secret
 (visible to every user in ps: avoid), $MEMSERVER_SECRET, secret-file in the
-configuration file. A connect request is admitted only with the secret (when
-one is set) from an --allow address (when any is given); with neither,
-memserver refuses to start.
+configuration file. It never travels: a connect request is admitted only if
+its HMAC under the secret verifies (and only from an --allow address, when any
+is given), and every reply proves the server knows it too. With neither a
+secret nor --allow, memserver refuses to start.
 
 Signals: SIGTERM/SIGINT disconnect every node and exit 0; SIGUSR1 logs the
 status with the pages each region holds.
@@ -109,8 +110,8 @@ pub struct Cli {
     #[arg(long, value_name = "HEX32", value_parser = parse_secret_arg)]
     pub secret: Option<Secret>,
 
-    /// Rewrite this file with the status (pool, nodes, queues) after every
-    /// event
+    /// Rewrite this file with the status (pool, nodes, queues) after
+    /// events, at most every 0.2 s
     #[arg(long, value_name = "PATH")]
     pub status_file: Option<PathBuf>,
 
