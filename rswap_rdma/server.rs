@@ -201,7 +201,7 @@ fn connect_error(ep: Endpoint, e: ConnectError, ask: &Ask, req: &Sealed) -> Erro
                     pr_err!(
                         "server {}: refused: our request's time is {} s off its clock (or before it started), more than it allows: run NTP on both{} (CM status {})\n",
                         ep,
-                        req_time(req).wrapping_sub(time) as i32,
+                        req.time().wrapping_sub(time) as i32,
                         how,
                         cm
                     );
@@ -220,11 +220,6 @@ fn connect_error(ep: Endpoint, e: ConnectError, ask: &Ask, req: &Sealed) -> Erro
             e
         }
     }
-}
-
-/// The time a sealed request carries.
-fn req_time(req: &Sealed) -> u32 {
-    u32::from_le_bytes([req.bytes[24], req.bytes[25], req.bytes[26], req.bytes[27]])
 }
 
 /// The session granted in an accept's private data, answering the request

@@ -329,6 +329,13 @@ pub struct Sealed {
     pub tag: Tag,
 }
 
+impl Sealed {
+    /// The time the request carries (the client's clock when sealed).
+    pub fn time(&self) -> u32 {
+        u32_at(&self.bytes, 24)
+    }
+}
+
 /// A request as received, decoded but not yet authenticated: the fields
 /// name the node for the log, [`Received::authentic`] says whether to
 /// believe them.

@@ -462,8 +462,6 @@ impl Drop for Qp {
 /// A range of a [`Buffer`] registered for remote read and write.
 pub struct Mr {
     raw: *mut sys::ibv_mr,
-    offset: u64,
-    len: u64,
     pd: Rc<Pd>,
     _mem: Rc<Buffer>,
 }
@@ -505,8 +503,6 @@ impl Mr {
         }
         Ok(Mr {
             raw: mr,
-            offset,
-            len,
             pd: pd.clone(),
             _mem: mem.clone(),
         })
@@ -531,11 +527,6 @@ impl Mr {
     pub fn addr(&self) -> u64 {
         // SAFETY: valid until dropped.
         unsafe { (*self.raw).addr as u64 }
-    }
-
-    /// Offset and length of the registered range in its buffer.
-    pub fn range(&self) -> (u64, u64) {
-        (self.offset, self.len)
     }
 }
 

@@ -252,23 +252,10 @@ fn main() {
     drop(c);
     // Leave as rswap_rdma does on unload: release the region now rather
     // than leave it to the server's grace period.
-    let bye = p.seal(
-        Request {
-            release: true,
-            ..req
-        },
-        &r.token,
-    );
-    match ch.connect(a.server, a.from, &bye.bytes, a.timeout_ms) {
-        Ok(c)
-            if c.rejected
-                && Reply::open(&c.reply, &bye.tag, &p.key).map(|r| r.status) == Ok(Status::Ok) =>
-        {
-            println!("probe: released the region")
-        }
-        _ => println!(
-            "probe: could not release the region (the server frees it after its grace period)"
-        ),
+    if p.release(req, &r.token) {
+        println!("probe: released the region")
+    } else {
+        println!("probe: could not release the region (the server frees it after its grace period)")
     }
     if refused && status == 0 {
         status = 3;
@@ -291,6 +278,28 @@ struct Probe<'a> {
 }
 
 impl Probe<'_> {
+    /// Leaves as rswap_rdma does on unload: asks the server to free the
+    /// region of `req`'s node now (its session `token` proves it is ours).
+    /// Whether the server said it did.
+    fn release(&self, req: Request, token: &Token) -> bool {
+        let a = self.a;
+        let bye = self.seal(
+            Request {
+                release: true,
+                ..req
+            },
+            token,
+        );
+        match self.ch.connect(a.server, a.from, &bye.bytes, a.timeout_ms) {
+            Ok(c) => {
+                c.rejected
+                    && Reply::open(&c.reply, &bye.tag, &self.key).map(|r| r.status)
+                        == Ok(Status::Ok)
+            }
+            Err(_) => false,
+        }
+    }
+
     /// `n` connection attempts, each from a new random node id; prints a
     /// summary of the answers.
     fn flood(&self, n: u32) {
@@ -315,14 +324,7 @@ impl Probe<'_> {
                 Ok(c) => match Reply::open(&c.reply, &sealed.tag, &self.key) {
                     Ok(r) if !c.rejected && r.status == Status::Ok => {
                         drop(c);
-                        let bye = self.seal(
-                            Request {
-                                release: true,
-                                ..req
-                            },
-                            &r.token,
-                        );
-                        let _ = self.ch.connect(a.server, a.from, &bye.bytes, a.timeout_ms);
+                        self.release(req, &r.token);
                         "admitted".to_string()
                     }
                     Ok(r) => format!("{:?}", r.status),
@@ -377,7 +379,7 @@ impl Probe<'_> {
                 let skew = if r.status == Status::ClockSkew {
                     format!(
                         " (the server's clock is {} s from our request's)",
-                        r.time.wrapping_sub(req_time(req)) as i32
+                        r.time.wrapping_sub(req.time()) as i32
                     )
                 } else {
                     String::new()
@@ -422,11 +424,6 @@ impl Probe<'_> {
             }
         }
     }
-}
-
-/// The time a sealed request carries.
-fn req_time(req: &Sealed) -> u32 {
-    u32::from_le_bytes([req.bytes[24], req.bytes[25], req.bytes[26], req.bytes[27]])
 }
 
 fn random_u32() -> u32 {
