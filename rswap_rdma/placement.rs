@@ -2,12 +2,17 @@
 //! Placement: which server a page goes to, which slot of its region, and
 //! where that slot is.
 //!
-//! - [`pick`]: per page, a usable server is drawn at random with
-//!   probability proportional to its free slots, so pages spread over all
-//!   servers in proportion to their free capacity and a fuller server is
-//!   used less. It keeps no chunk state and balances from the first page;
-//!   the cost is one random draw per store. When every server is full the
-//!   store is refused and the swap device takes the page.
+//! - [`pick`]: per page, a usable server with room is drawn at random,
+//!   by the policy of `placement=`:
+//!   - `capacity`: with probability proportional to its free slots, so
+//!     pages spread in proportion to free capacity and a fuller server is
+//!     used less;
+//!   - `weighted`: in proportion to each server's measured service rate,
+//!     1/loaded latency ([`rebalance`]);
+//!   - `tiered`: as `weighted` for now (hot and cold tiers come next).
+//!   It keeps no chunk state; the cost is one random draw per store. When
+//!   every server is full the store is refused and the swap device takes
+//!   the page.
 //! - [`Region`]: a server's region, checked once when it is granted; slot
 //!   `i` is the page at `addr + i * PAGE_SIZE`.
 //! - [`Slots`]: the free slots of a region, and its generation.
@@ -24,31 +29,153 @@
 use crate::ffi::{SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
 use crate::rdma;
 use crate::server::Server;
+use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 
-/// A usable server with room, drawn in proportion to free capacity.
-pub(crate) fn pick(servers: &[Server]) -> Option<(usize, &Server)> {
+/// The placement policies, `placement=` (writable at run time, so read
+/// once per decision).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// In proportion to free slots: the baseline.
+    Capacity,
+    /// In proportion to each server's measured service rate (see
+    /// [`rebalance`]).
+    Weighted,
+    /// Hot pages on the fastest server, the rest by weight (tier.rs).
+    Tiered,
+}
+
+impl Policy {
+    pub(crate) fn now() -> Policy {
+        match rdma::params::placement() {
+            1 => Policy::Weighted,
+            2 => Policy::Tiered,
+            _ => Policy::Capacity,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Policy::Capacity => "capacity",
+            Policy::Weighted => "weighted",
+            Policy::Tiered => "tiered",
+        }
+    }
+}
+
+/// A usable server with room for a new page, by `policy`. None when every
+/// server is full or down: the store is refused and the page goes to the
+/// swap device.
+pub(crate) fn pick(servers: &[Server], policy: Policy) -> Option<(usize, &Server)> {
+    match policy {
+        Policy::Capacity => draw(servers, |s| s.free_pages()),
+        Policy::Weighted | Policy::Tiered => draw(servers, |s| {
+            if s.free_pages() > 0 {
+                s.stats.share_ppm.load(Ordering::Relaxed)
+            } else {
+                0
+            }
+        })
+        .or_else(|| draw(servers, |s| s.free_pages())),
+    }
+}
+
+/// A usable server drawn at random with probability proportional to
+/// `weight`; servers of weight 0 are never drawn.
+fn draw(servers: &[Server], weight: impl Fn(&Server) -> u64) -> Option<(usize, &Server)> {
     let total: u64 = servers
         .iter()
         .filter(|s| s.usable())
-        .map(|s| s.free_pages())
+        .map(|s| weight(s))
         .sum();
     if total == 0 {
         return None;
     }
     let mut r = rdma::random_below(total);
     for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.usable()) {
-        let f = s.free_pages();
-        if r < f {
+        let w = weight(s);
+        if r < w {
             return Some((i, s));
         }
-        r -= f;
+        r -= w;
     }
-    // The counts moved under us: take any server with room.
+    // The weights moved under us: take any server with room.
     servers
         .iter()
         .enumerate()
         .find(|(_, s)| s.usable() && s.free_pages() > 0)
+}
+
+/// Shares are in parts per million.
+const PPM: u64 = 1_000_000;
+/// No usable server with room gets less than this share: each keeps
+/// getting a few pages, so its latency estimate stays current and a
+/// server that got faster is noticed.
+const MIN_SHARE_PPM: u64 = 30_000;
+
+const MAX_LATENCY_NS: u64 = 10_000_000_000;
+
+/// The latency the weighted policy works from: the mean of a server's
+/// read and write moving averages (loaded: they include the wait for a
+/// queue), or whichever has samples.
+pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
+    let l = match (s.stats.read_lat.ewma_ns(), s.stats.write_lat.ewma_ns()) {
+        (Some(r), Some(w)) => Some((r + w) / 2),
+        (r, w) => r.or(w),
+    };
+    // At most 10 s, so the controller's products (share x latency) fit in
+    // 64 bits (the kernel has no 128-bit division).
+    l.map(|l| l.min(MAX_LATENCY_NS))
+}
+
+/// The weighted policy's shares, refreshed every recovery period. A
+/// server's service rate is what one of its queues completes per second
+/// at its measured loaded latency, 1/latency (Little's law); its target
+/// share is its rate over the sum, so a server with a 4x slower link gets
+/// a fifth of the pages and a fast one whose latency rises under load
+/// gets less, which moves toward equal loaded latency (Colloid's goal,
+/// SOSP'24) without starving anyone. Shares move a quarter of the way to
+/// the target per period (about a second to settle), never below
+/// [`MIN_SHARE_PPM`]. Servers that are down or full get none (capacity
+/// bounds the share); one without samples yet gets the mean rate.
+pub(crate) fn rebalance(servers: &[Server]) {
+    let eligible = |s: &Server| s.usable() && s.free_pages() > 0;
+    // 10^12 / latency, latency at least 1 us: at most 10^9.
+    let rate = |s: &Server| latency_ns(s).map(|l| 1_000_000_000_000 / l.max(1000));
+    let (mut known, mut sum) = (0u64, 0u64);
+    for s in servers.iter().filter(|s| eligible(s)) {
+        if let Some(r) = rate(s) {
+            known += 1;
+            sum += r;
+        }
+    }
+    let mean = if known > 0 { sum / known } else { 1 };
+    let mut rates = [0u64; crate::params::MAX_SERVERS];
+    for (i, s) in servers.iter().enumerate().filter(|(_, s)| eligible(s)) {
+        rates[i] = rate(s).unwrap_or(mean).max(1);
+    }
+    let total: u64 = rates.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let mut next = [0u64; crate::params::MAX_SERVERS];
+    for (i, s) in servers.iter().enumerate() {
+        if rates[i] == 0 {
+            continue;
+        }
+        let target = (rates[i] * PPM / total).max(MIN_SHARE_PPM);
+        next[i] = match s.stats.share_ppm.load(Ordering::Relaxed) {
+            0 => target,
+            old if target >= old => old + (target - old) / 4,
+            old => old - (old - target) / 4,
+        };
+    }
+    let sum: u64 = next.iter().sum();
+    for (i, s) in servers.iter().enumerate() {
+        let v = next[i] * PPM / sum.max(1);
+        s.stats.share_ppm.store(v, Ordering::Relaxed);
+        s.stats.share_permille.store(v / 1000, Ordering::Relaxed);
+    }
 }
 
 /// Why a granted region is refused.

@@ -1003,7 +1003,7 @@ impl<T: Sync> Drop for Worker<T> {
 /// The module parameters (declared in rswap_rdma_glue.c), read as raw
 /// values; params.rs validates them.
 pub(crate) mod params {
-    use core::ffi::{c_char, c_uint, c_ulong};
+    use core::ffi::{c_char, c_int, c_uint, c_ulong};
 
     extern "C" {
         fn rswap_rdma_param_servers() -> *const c_char;
@@ -1012,6 +1012,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_timeout_ms() -> c_uint;
         fn rswap_rdma_param_node_id() -> c_ulong;
         fn rswap_rdma_param_loss_timeout_s() -> c_uint;
+        fn rswap_rdma_param_placement() -> c_int;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -1056,5 +1057,12 @@ pub(crate) mod params {
     pub(crate) fn loss_timeout_s() -> u32 {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_loss_timeout_s() }
+    }
+
+    /// The placement policy's index (0, 1 or 2); it may change at any
+    /// time (the parameter is writable).
+    pub(crate) fn placement() -> u32 {
+        // SAFETY: as above (a READ_ONCE of an int).
+        unsafe { rswap_rdma_param_placement() as u32 }
     }
 }

@@ -4,12 +4,16 @@
  *
  * - module_param() is a C macro: rswap_rdma's parameters are declared here
  *   and read by the Rust side (params.rs), which validates them.
+ *   placement= is parsed here, since it may change at run time.
  * - The queue locks (rdma.rs `Mutex`): mutex_init() is a macro that gives
  *   each call site its own static lock_class_key, mutex_lock() is a macro
  *   under lockdep (mutex_lock_nested), and mutex_destroy() is inline without
  *   CONFIG_DEBUG_MUTEXES.
  */
 #include <linux/moduleparam.h>
+#include <linux/kernel.h>
+#include <linux/printk.h>
+#include <linux/string.h>
 #include <linux/mutex.h>
 
 static char *servers;
@@ -35,6 +39,42 @@ MODULE_PARM_DESC(node_id, "This compute node's id at the servers (default: rando
 static unsigned int loss_timeout_s = 30;
 module_param(loss_timeout_s, uint, 0444);
 MODULE_PARM_DESC(loss_timeout_s, "How long a server may be unreachable before its pages are declared lost; faults on its pages wait up to this long while its queues are rebuilt, in s (1-3600, default 30)");
+
+/*
+ * placement= is writable at run time (0644), so it has its own set/get:
+ * the policy is one int, read once per decision by the Rust side.
+ */
+static int placement;
+static const char *const placement_names[] = { "capacity", "weighted", "tiered" };
+
+static int placement_set(const char *val, const struct kernel_param *kp)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(placement_names); i++) {
+		if (sysfs_streq(val, placement_names[i])) {
+			WRITE_ONCE(placement, i);
+			return 0;
+		}
+	}
+	pr_err("rswap_rdma: placement=%s: use capacity, weighted or tiered\n", val);
+	return -EINVAL;
+}
+
+static int placement_get(char *buf, const struct kernel_param *kp)
+{
+	return scnprintf(buf, PAGE_SIZE, "%s\n", placement_names[READ_ONCE(placement)]);
+}
+
+static const struct kernel_param_ops placement_ops = {
+	.set = placement_set,
+	.get = placement_get,
+};
+module_param_cb(placement, &placement_ops, NULL, 0644);
+MODULE_PARM_DESC(placement, "Where new pages go: capacity (in proportion to free space, the default), weighted (by measured speed) or tiered (hot pages on the fastest server); writable at run time");
+
+int rswap_rdma_param_placement(void);
+int rswap_rdma_param_placement(void) { return READ_ONCE(placement); }
 
 const char *rswap_rdma_param_servers(void);
 const char *rswap_rdma_param_servers(void) { return servers; }

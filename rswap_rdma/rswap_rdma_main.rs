@@ -40,7 +40,7 @@
 //! for the task rather than stale data (server.rs). A page is handed back
 //! to the kernel only once the NIC can no longer touch it (see rdma.rs).
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
@@ -62,7 +62,7 @@ mod stats;
 
 use backend::{Backend, Registration, SwapKey};
 use ffi::{try_box, DebugfsDir, PageRef};
-use placement::{Place, Placement};
+use placement::{Place, Placement, Policy};
 use rdma::Worker;
 use server::Server;
 
@@ -83,23 +83,39 @@ struct Rdma {
     _root: DebugfsDir,
     /// The servers, owned by the recovery thread's Worker, which stops the
     /// thread before they go.
-    servers: Worker<Vec<Server>>,
+    core: Worker<Core>,
     placement: Placement,
 }
 
-/// The recovery thread's work, every [`RECOVERY_PERIOD_MS`].
-fn recover(servers: &Vec<Server>) {
-    for s in servers.iter() {
+/// What the recovery thread works on.
+struct Core {
+    servers: Vec<Server>,
+    /// The placement policy it last saw, to log a change.
+    policy: AtomicU32,
+}
+
+/// The recovery thread's work, every [`RECOVERY_PERIOD_MS`]: rebuilds
+/// what broke, refreshes each server's measurements, and steers the
+/// weighted policy's shares.
+fn tick(core: &Core) {
+    let now = rdma::now_ns();
+    for s in core.servers.iter() {
         s.recover();
+        s.stats.tick(now, ffi::PAGE_SIZE as u64);
     }
+    let policy = Policy::now();
+    if core.policy.swap(policy as u32, Ordering::Relaxed) != policy as u32 {
+        pr_info!("placement is now {}\n", policy.name());
+    }
+    placement::rebalance(&core.servers);
 }
 
 const RECOVERY_PERIOD_MS: u32 = 100;
 
 impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {
-        let servers = self.servers.ctx();
-        let (server, s) = placement::pick(servers).ok_or(code::ENOSPC)?;
+        let servers = &self.core.ctx().servers;
+        let (server, s) = placement::pick(servers, Policy::now()).ok_or(code::ENOSPC)?;
         // `_inflight` holds off a retirement of the server's pages until
         // the page is recorded (or refused) below.
         let (slot, gen, _inflight) = s.store(page)?;
@@ -116,18 +132,19 @@ impl Backend for Rdma {
             return Err(code::ECONNRESET);
         }
         s.stats.pages.fetch_add(1, Ordering::Relaxed);
+        s.stats.stores.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
         let p = self.placement.get(key.raw()).ok_or(code::EIO)?;
-        let s = self.servers.ctx().get(p.server).ok_or(code::EIO)?;
+        let s = self.core.ctx().servers.get(p.server).ok_or(code::EIO)?;
         s.read(page, p.slot, p.gen).map_err(|_| code::EIO)
     }
 
     fn invalidate(&self, key: SwapKey) {
         if let Some(p) = self.placement.remove(key.raw()) {
-            if let Some(s) = self.servers.ctx().get(p.server) {
+            if let Some(s) = self.core.ctx().servers.get(p.server) {
                 // Nothing for a page of a retired generation: it was
                 // counted as lost, and its slot may hold a newer page.
                 if s.put_slot(p.slot, p.gen) {
@@ -162,27 +179,32 @@ impl kernel::Module for RswapRdma {
                 dirs.try_push(d)?;
             }
         }
-        let servers = Worker::start(
+        let policy = Policy::now();
+        let core = Worker::start(
             b"rswap_rdma\0",
-            try_box(servers)?,
-            recover,
+            try_box(Core {
+                servers,
+                policy: AtomicU32::new(policy as u32),
+            })?,
+            tick,
             RECOVERY_PERIOD_MS,
         )?;
         let backend = Rdma {
             _dirs: dirs,
             _root: root,
-            servers,
+            core,
             placement,
         };
         // Last: once registered, rswap may call us at once, and nothing
         // above can fail after it.
         let registration = Registration::new(b"rdma\0", module, backend)?;
         pr_info!(
-            "node {:#x}: {} servers, {} queues each, {} MiB asked of each; an unreachable server's pages wait {} s before they are lost\n",
+            "node {:#x}: {} servers, {} queues each, {} MiB asked of each, placement {}; an unreachable server's pages wait {} s before they are lost\n",
             p.node_id,
             p.servers.len(),
             2 * cpus,
             p.mib,
+            policy.name(),
             p.loss_timeout_s
         );
         Ok(RswapRdma {

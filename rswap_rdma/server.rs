@@ -426,6 +426,7 @@ impl Server {
         if q.broken() {
             return Err(code::ECONNRESET);
         }
+        let _busy = self.stats.busy();
         let t0 = rdma::now_ns();
         // Re-checked under the queue's lock: a store that waited for the
         // queue while the server's pages were retired must not post (its
@@ -471,10 +472,12 @@ impl Server {
                 return Err(code::EIO);
             }
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
+            let busy = self.stats.busy();
             let t0 = rdma::now_ns();
             let tried = self.queues.first_working(Op::Read, |q| {
                 q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
             });
+            drop(busy);
             match tried {
                 Some(Ok(())) => {
                     // A new generation may mean a new region: what we read
