@@ -119,8 +119,8 @@ impl OwnedPage {
         ptr::NonNull::new(page).map(OwnedPage).ok_or(code::ENOMEM)
     }
 
-    /// Borrows the page as a `PageRef` for copying.
-    fn borrow(&self) -> PageRef {
+    /// Borrows the page as a `PageRef`, to copy it or move it by RDMA.
+    pub(crate) fn borrow(&self) -> PageRef {
         PageRef(self.0.as_ptr())
     }
 
@@ -229,6 +229,32 @@ impl XArray {
         unsafe { bindings::xa_erase(self.ptr(), index) }
     }
 
+    /// Replaces the entry at `index` by `f(entry)`, all under the
+    /// xarray's lock (nothing else updates it meanwhile); `f` returning
+    /// None leaves it. Returns the entry that was there (null if none, and
+    /// then `f` is not called). Replacing a present entry never allocates.
+    fn update(
+        &self,
+        index: u64,
+        f: impl FnOnce(*mut c_void) -> Option<*mut c_void>,
+    ) -> *mut c_void {
+        self.locked(|| {
+            let old = self.load(index);
+            if old.is_null() {
+                return old;
+            }
+            if let Some(new) = f(old) {
+                // SAFETY: the lock is held (as __xa_store requires); the
+                // index is present, so no node is allocated (and with
+                // GFP_NOWAIT the lock would never be dropped to allocate).
+                unsafe {
+                    bindings::__xa_store(self.ptr(), index, new, bindings::BINDINGS_GFP_NOWAIT)
+                };
+            }
+            old
+        })
+    }
+
     /// The first present index at or after `from`, with its entry.
     fn find(&self, from: u64) -> Option<(u64, *mut c_void)> {
         let mut index = from;
@@ -273,6 +299,26 @@ impl ValueMap {
     pub(crate) fn remove(&self, index: u64) -> Option<u64> {
         let e = self.0.erase(index) as u64;
         (e & 1 == 1).then(|| e >> 1)
+    }
+
+    /// Replaces the value at `index` by `f(value)` atomically (None from
+    /// `f` leaves it); returns the value that was there.
+    pub(crate) fn update(&self, index: u64, f: impl FnOnce(u64) -> Option<u64>) -> Option<u64> {
+        let old = self.0.update(index, |e| {
+            let v = e as u64;
+            if v & 1 == 0 {
+                return None;
+            }
+            f(v >> 1).map(|n| ((n << 1) | 1) as *mut c_void)
+        }) as u64;
+        (old & 1 == 1).then(|| old >> 1)
+    }
+
+    /// The first entry at or after `from`.
+    pub(crate) fn next_from(&self, from: u64) -> Option<(u64, u64)> {
+        let (index, e) = self.0.find(from)?;
+        let v = e as u64;
+        (v & 1 == 1).then(|| (index, v >> 1))
     }
 
     /// Removes and returns the first entry at or after `from`.

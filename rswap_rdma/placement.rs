@@ -9,7 +9,8 @@
 //!     used less;
 //!   - `weighted`: in proportion to each server's measured service rate,
 //!     1/loaded latency ([`rebalance`]);
-//!   - `tiered`: as `weighted` for now (hot and cold tiers come next).
+//!   - `tiered`: hot pages on the fastest server, the others by weight,
+//!     with background promotion and demotion (tier.rs).
 //!   It keeps no chunk state; the cost is one random draw per store. When
 //!   every server is full the store is refused and the swap device takes
 //!   the page.
@@ -41,7 +42,8 @@ pub(crate) enum Policy {
     /// In proportion to each server's measured service rate (see
     /// [`rebalance`]).
     Weighted,
-    /// Hot pages on the fastest server, the rest by weight (tier.rs).
+    /// Hot pages on the fastest server, the rest by weight, pages moved
+    /// between them (tier.rs).
     Tiered,
 }
 
@@ -68,42 +70,46 @@ impl Policy {
 /// swap device.
 pub(crate) fn pick(servers: &[Server], policy: Policy) -> Option<(usize, &Server)> {
     match policy {
-        Policy::Capacity => draw(servers, |s| s.free_pages()),
-        Policy::Weighted | Policy::Tiered => draw(servers, |s| {
+        Policy::Capacity => draw(servers, |_, s| s.free_pages()),
+        Policy::Weighted | Policy::Tiered => draw(servers, |_, s| {
             if s.free_pages() > 0 {
                 s.stats.share_ppm.load(Ordering::Relaxed)
             } else {
                 0
             }
         })
-        .or_else(|| draw(servers, |s| s.free_pages())),
+        .or_else(|| draw(servers, |_, s| s.free_pages())),
     }
 }
 
 /// A usable server drawn at random with probability proportional to
-/// `weight`; servers of weight 0 are never drawn.
-fn draw(servers: &[Server], weight: impl Fn(&Server) -> u64) -> Option<(usize, &Server)> {
+/// `weight(index, server)`; servers of weight 0 are never drawn.
+pub(crate) fn draw(
+    servers: &[Server],
+    weight: impl Fn(usize, &Server) -> u64,
+) -> Option<(usize, &Server)> {
     let total: u64 = servers
         .iter()
-        .filter(|s| s.usable())
-        .map(|s| weight(s))
+        .enumerate()
+        .filter(|(_, s)| s.usable())
+        .map(|(i, s)| weight(i, s))
         .sum();
     if total == 0 {
         return None;
     }
     let mut r = rdma::random_below(total);
     for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.usable()) {
-        let w = weight(s);
+        let w = weight(i, s);
         if r < w {
             return Some((i, s));
         }
         r -= w;
     }
-    // The weights moved under us: take any server with room.
+    // The weights moved under us: take any server with room it weighs.
     servers
         .iter()
         .enumerate()
-        .find(|(_, s)| s.usable() && s.free_pages() > 0)
+        .find(|&(i, s)| s.usable() && s.free_pages() > 0 && weight(i, s) > 0)
 }
 
 /// Shares are in parts per million.
@@ -245,9 +251,9 @@ impl Region {
     }
 }
 
-/// Generations are kept in 26 bits of a placement entry: 67 million
+/// Generations are kept in 25 bits of a placement entry: 33 million
 /// retirements of one server before one wraps.
-pub(crate) const GEN_MASK: u32 = (1 << 26) - 1;
+pub(crate) const GEN_MASK: u32 = (1 << 25) - 1;
 
 /// A server's health (see server.rs), kept under the same lock as its
 /// slots and their generation, so a state change and a generation change
@@ -411,8 +417,9 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    // An xarray value holds 63 bits: gen in 36..62, server in 32..36
-    // (MAX_SERVERS is 8), slot in 0..32.
+    // An xarray value holds 63 bits: the MOVING and REFERENCED flags in
+    // 62 and 61, gen in 36..61, server in 32..36 (MAX_SERVERS is 8), slot
+    // in 0..32.
     fn encode(self) -> u64 {
         ((self.gen & GEN_MASK) as u64) << 36 | ((self.server as u64) & 0xf) << 32 | self.slot as u64
     }
@@ -424,7 +431,25 @@ impl Place {
             gen: (v >> 36) as u32 & GEN_MASK,
         }
     }
+
+    /// The place as one integer, to keep in an atomic.
+    pub(crate) fn pack(self) -> u64 {
+        self.encode()
+    }
+
+    pub(crate) fn unpack(v: u64) -> Place {
+        Place::decode(v & PLACE)
+    }
 }
+
+/// Set by a load (tiered policy): the page was read since it was stored,
+/// or since the demotion scan last passed it.
+const REFERENCED: u64 = 1 << 61;
+/// Set while the page is being copied to another server (tier.rs); a
+/// fresh entry (the key invalidated and stored again) lacks it, so a move
+/// never completes over a newer page.
+const MOVING: u64 = 1 << 62;
+const PLACE: u64 = REFERENCED - 1;
 
 // The server index has 4 bits in an entry.
 const _: () = assert!(crate::params::MAX_SERVERS <= 16);
@@ -442,10 +467,67 @@ impl Placement {
     }
 
     pub(crate) fn get(&self, key: u64) -> Option<Place> {
-        self.0.get(key).map(Place::decode)
+        self.0.get(key).map(|v| Place::decode(v & PLACE))
     }
 
     pub(crate) fn remove(&self, key: u64) -> Option<Place> {
-        self.0.remove(key).map(Place::decode)
+        self.0.remove(key).map(|v| Place::decode(v & PLACE))
+    }
+
+    /// Marks the page at `key` referenced; whether it already was.
+    pub(crate) fn touch(&self, key: u64) -> bool {
+        self.0
+            .update(key, |v| Some(v | REFERENCED))
+            .map_or(false, |v| v & REFERENCED != 0)
+    }
+
+    /// The demotion scan's second chance: clears the referenced flag of
+    /// the page at `key` if it is still at `p` and not moving. Some(true)
+    /// if it was referenced, Some(false) if it is a candidate to demote,
+    /// None if it is not at `p` any more.
+    pub(crate) fn second_chance(&self, key: u64, p: Place) -> Option<bool> {
+        let old = self.0.update(key, |v| {
+            (v & (PLACE | MOVING) == p.encode() && v & REFERENCED != 0).then(|| v & !REFERENCED)
+        })?;
+        (old & (PLACE | MOVING) == p.encode()).then(|| old & REFERENCED != 0)
+    }
+
+    /// The first page at or after key `from`: its key, place and whether
+    /// it is referenced.
+    pub(crate) fn next_from(&self, from: u64) -> Option<(u64, Place, bool)> {
+        self.0
+            .next_from(from)
+            .map(|(k, v)| (k, Place::decode(v & PLACE), v & REFERENCED != 0))
+    }
+
+    /// Starts moving the page at `key` from `p`: false if it is not there
+    /// (invalidated, or moved) or already moving.
+    pub(crate) fn begin_move(&self, key: u64, p: Place) -> bool {
+        let old = self.0.update(key, |v| {
+            (v & (PLACE | MOVING) == p.encode()).then(|| v | MOVING)
+        });
+        old.map_or(false, |v| v & (PLACE | MOVING) == p.encode())
+    }
+
+    /// Ends a move of `key` from `from`: with `to`, points the key at its
+    /// copy (keeping the referenced flag, or setting it when `referenced`);
+    /// with None, leaves it at `from`. False if the key no longer is the
+    /// page whose move began (it was invalidated, maybe stored again):
+    /// then nothing changed and the copy must be freed.
+    pub(crate) fn end_move(
+        &self,
+        key: u64,
+        from: Place,
+        to: Option<Place>,
+        referenced: bool,
+    ) -> bool {
+        let want = from.encode() | MOVING;
+        let old = self.0.update(key, |v| {
+            (v & (PLACE | MOVING) == want).then(|| match to {
+                Some(t) => t.encode() | (v & REFERENCED) | if referenced { REFERENCED } else { 0 },
+                None => v & !MOVING,
+            })
+        });
+        old.map_or(false, |v| v & (PLACE | MOVING) == want)
     }
 }

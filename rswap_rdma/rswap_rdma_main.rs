@@ -8,8 +8,9 @@
 //! region of its pool; a page goes to one 4 KiB slot of one region with a
 //! one-sided RDMA WRITE and comes back with an RDMA READ.
 //!
-//! Where a stored page goes: [`Rdma::store`] (below) picks a server
-//! (`placement::pick`, in proportion to free slots); `Server::store` takes
+//! Where a stored page goes: [`Rdma::store`] (below) picks a server by
+//! the policy of `placement=` (`placement::pick`, or `Tiers::pick` for
+//! `tiered`); `Server::store` takes
 //! a free slot and writes the page there (`Queue::transfer` ->
 //! `Conn::transfer`); then key -> (server, slot, generation) is recorded
 //! (`placement::Placement`). [`Rdma::load`] looks the key up and reads the
@@ -23,7 +24,8 @@
 //! | `params.rs` | the module parameters, validated |
 //! | `../memserver/src/proto.rs` | the wire protocol: connect request and reply; one file, included by memserver and by this module |
 //! | `server.rs` | a server: connecting, its session and region, its health (up, reconnecting, lost) and recovery, one page transfer |
-//! | `placement.rs` | server choice, the region's slots and their bounds, the key -> slot map |
+//! | `placement.rs` | server choice (`placement=`), the weighted policy's shares, the region's slots and their bounds, the key -> slot map |
+//! | `tier.rs` | the tiered policy: hot and cold pages, promotion and demotion, moving a page safely |
 //! | `queue.rs` | queues: a connection per CPU and direction, one request at a time, failures, rebuilding |
 //! | `stats.rs` | per-server counters and their debugfs files |
 //! | `rdma.rs` | the FFI layer: CM connections, QPs, CQs, DMA mapping, post/poll, the queue mutex, the recovery thread, parameters; every `unsafe` block |
@@ -59,12 +61,14 @@ mod queue;
 mod rdma;
 mod server;
 mod stats;
+mod tier;
 
 use backend::{Backend, Registration, SwapKey};
 use ffi::{try_box, DebugfsDir, PageRef};
 use placement::{Place, Placement, Policy};
 use rdma::Worker;
 use server::Server;
+use tier::Tiers;
 
 module! {
     type: RswapRdma,
@@ -81,22 +85,23 @@ struct Rdma {
     /// it fails).
     _dirs: Vec<DebugfsDir>,
     _root: DebugfsDir,
-    /// The servers, owned by the recovery thread's Worker, which stops the
-    /// thread before they go.
+    /// The servers and where each page is, owned by the recovery thread's
+    /// Worker, which stops the thread before they go.
     core: Worker<Core>,
-    placement: Placement,
 }
 
-/// What the recovery thread works on.
+/// What the recovery thread works on, shared with the backend.
 struct Core {
     servers: Vec<Server>,
+    placement: Placement,
+    tiers: Tiers,
     /// The placement policy it last saw, to log a change.
     policy: AtomicU32,
 }
 
 /// The recovery thread's work, every [`RECOVERY_PERIOD_MS`]: rebuilds
-/// what broke, refreshes each server's measurements, and steers the
-/// weighted policy's shares.
+/// what broke, refreshes each server's measurements, steers the weighted
+/// policy's shares, and moves pages between tiers.
 fn tick(core: &Core) {
     let now = rdma::now_ns();
     for s in core.servers.iter() {
@@ -108,19 +113,26 @@ fn tick(core: &Core) {
         pr_info!("placement is now {}\n", policy.name());
     }
     placement::rebalance(&core.servers);
+    core.tiers
+        .tick(&core.servers, &core.placement, policy == Policy::Tiered);
 }
 
 const RECOVERY_PERIOD_MS: u32 = 100;
 
 impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {
-        let servers = &self.core.ctx().servers;
-        let (server, s) = placement::pick(servers, Policy::now()).ok_or(code::ENOSPC)?;
+        let core = self.core.ctx();
+        let servers = &core.servers;
+        let (server, s, hot) = match Policy::now() {
+            Policy::Tiered => core.tiers.pick(servers, page),
+            p => placement::pick(servers, p).map(|(i, s)| (i, s, false)),
+        }
+        .ok_or(code::ENOSPC)?;
         // `_inflight` holds off a retirement of the server's pages until
         // the page is recorded (or refused) below.
         let (slot, gen, _inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
-        if let Err(e) = self.placement.insert(key.raw(), place) {
+        if let Err(e) = core.placement.insert(key.raw(), place) {
             s.put_slot(slot, gen);
             return Err(e);
         }
@@ -128,23 +140,37 @@ impl Backend for Rdma {
         // then this one is too, so refuse the store (the page goes to the
         // next tier or the swap device) rather than keep it.
         if s.gen() != gen {
-            self.placement.remove(key.raw());
+            core.placement.remove(key.raw());
             return Err(code::ECONNRESET);
         }
         s.stats.pages.fetch_add(1, Ordering::Relaxed);
         s.stats.stores.fetch_add(1, Ordering::Relaxed);
+        if hot {
+            s.stats.stores_hot.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
-        let p = self.placement.get(key.raw()).ok_or(code::EIO)?;
-        let s = self.core.ctx().servers.get(p.server).ok_or(code::EIO)?;
-        s.read(page, p.slot, p.gen).map_err(|_| code::EIO)
+        let core = self.core.ctx();
+        // Registered before the lookup: a page being moved keeps its old
+        // slot until this load is done (tier.rs).
+        let reading = core.tiers.readers.enter();
+        let p = core.placement.get(key.raw()).ok_or(code::EIO)?;
+        let s = core.servers.get(p.server).ok_or(code::EIO)?;
+        s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)?;
+        drop(reading);
+        if Policy::now() == Policy::Tiered {
+            core.tiers
+                .loaded(&core.servers, &core.placement, key.raw(), p, page);
+        }
+        Ok(())
     }
 
     fn invalidate(&self, key: SwapKey) {
-        if let Some(p) = self.placement.remove(key.raw()) {
-            if let Some(s) = self.core.ctx().servers.get(p.server) {
+        let core = self.core.ctx();
+        if let Some(p) = core.placement.remove(key.raw()) {
+            if let Some(s) = core.servers.get(p.server) {
                 // Nothing for a page of a retired generation: it was
                 // counted as lost, and its slot may hold a newer page.
                 if s.put_slot(p.slot, p.gen) {
@@ -184,6 +210,8 @@ impl kernel::Module for RswapRdma {
             b"rswap_rdma\0",
             try_box(Core {
                 servers,
+                placement,
+                tiers: Tiers::new()?,
                 policy: AtomicU32::new(policy as u32),
             })?,
             tick,
@@ -193,7 +221,6 @@ impl kernel::Module for RswapRdma {
             _dirs: dirs,
             _root: root,
             core,
-            placement,
         };
         // Last: once registered, rswap may call us at once, and nothing
         // above can fail after it.

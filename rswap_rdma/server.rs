@@ -365,6 +365,11 @@ impl Server {
         self.slots.health() == Health::Up
     }
 
+    /// Slots of its current region that we use.
+    pub(crate) fn capacity_pages(&self) -> u64 {
+        self.stats.capacity_pages.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn free_pages(&self) -> u64 {
         self.stats.free_pages.load(Ordering::Relaxed)
     }
@@ -462,8 +467,9 @@ impl Server {
     /// reconnecting this tries its other read queues and waits for rebuilt
     /// ones, up to `loss_timeout_s` after the outage began and never longer
     /// than that after this load's first failure; EIO once the page is
-    /// lost.
-    pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
+    /// lost. Without `wait` (a page being moved between servers), one
+    /// attempt only: EAGAIN if it failed, and the page is left as it is.
+    pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32, wait: bool) -> Result {
         let mut deadline = None;
         let mut retried = false;
         loop {
@@ -496,6 +502,9 @@ impl Server {
                 }
                 Some(Err(f)) => self.trouble(f),
                 None => {}
+            }
+            if !wait {
+                return Err(code::EAGAIN);
             }
             if !retried {
                 retried = true;

@@ -105,6 +105,13 @@ pub(crate) struct ServerStats {
     /// per million (placement.rs), and the same in permille for debugfs.
     pub(crate) share_ppm: AtomicU64,
     pub(crate) share_permille: AtomicU64,
+    /// Tiered policy (tier.rs): stores of hot pages placed here, pages
+    /// promoted here, pages demoted from here, and bytes copied here by
+    /// either.
+    pub(crate) stores_hot: AtomicU64,
+    pub(crate) promotions: AtomicU64,
+    pub(crate) demotions: AtomicU64,
+    pub(crate) moved_bytes: AtomicU64,
 }
 
 /// A request on a server's queues, counted from arrival (before it waits
@@ -205,6 +212,10 @@ pub(crate) fn publish(
         (b"bw_kib_s\0", &st.bw_kib_s),
         (b"stores\0", &st.stores),
         (b"share_permille\0", &st.share_permille),
+        (b"stores_hot\0", &st.stores_hot),
+        (b"promotions\0", &st.promotions),
+        (b"demotions\0", &st.demotions),
+        (b"moved_bytes\0", &st.moved_bytes),
     ] {
         dir.add_u64(name, c);
     }

@@ -3,6 +3,7 @@
 //! Maps `--mib` MiB of anonymous memory, writes a verifiable pattern into
 //! every page, then reads it back sequentially and in random passes that
 //! also rewrite pages (new generation), and verifies every byte at the end.
+//! `--skew K` makes the random passes Zipf-like (see `pick`).
 //! Run it in a cgroup whose memory.max is a fraction of that, and the pages
 //! travel through swap. Exits 1 on any mismatch, 2 on bad usage.
 //!
@@ -33,6 +34,7 @@ struct Args {
     mib: u64,
     seed: u64,
     random_passes: u32,
+    skew: u32,
     lost_ok: bool,
     compressible: bool,
     huge: bool,
@@ -43,7 +45,7 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!("pagewalker: {msg}");
     eprintln!(
-        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--lost-ok] [--compressible] [--huge] [--lock] [--pause PATH]"
+        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--skew K] [--lost-ok] [--compressible] [--huge] [--lock] [--pause PATH]"
     );
     exit(2)
 }
@@ -53,6 +55,7 @@ fn parse_args() -> Args {
         mib: 0,
         seed: 1,
         random_passes: 2,
+        skew: 0,
         lost_ok: false,
         compressible: false,
         huge: false,
@@ -91,6 +94,7 @@ fn parse_args() -> Args {
             "--mib" => a.mib = n,
             "--seed" => a.seed = n,
             "--random-passes" => a.random_passes = n as u32,
+            "--skew" => a.skew = n as u32,
             _ => usage(&format!("unknown option {k}")),
         }
     }
@@ -264,9 +268,9 @@ impl Walker {
         }
     }
 
-    fn random_pass(&mut self, rng: &mut Rng) {
+    fn random_pass(&mut self, rng: &mut Rng, skew: u32) {
         for _ in 0..self.buf.pages {
-            let i = rng.below(self.buf.pages);
+            let i = pick(rng, self.buf.pages, skew);
             let mut r = [0u8; 1];
             self.buf.resident(i, &mut r);
             self.verify(i, r[0] & 1 == 0);
@@ -275,6 +279,18 @@ impl Walker {
             }
         }
     }
+}
+
+/// A page index: uniform, or with `skew` K > 0 the page at
+/// `pages * u^K` for uniform u, so low pages are hot: with K = 3 the
+/// first quarter of the pages gets 63% of the accesses, the first
+/// 1/64 gets a quarter (a Zipf-like popularity curve).
+fn pick(rng: &mut Rng, pages: u64, skew: u32) -> u64 {
+    if skew == 0 {
+        return rng.below(pages);
+    }
+    let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    ((pages as f64 * u.powi(skew as i32)) as u64).min(pages - 1)
 }
 
 /// Checks one page's contents and counts (and reports) a mismatch.
@@ -383,7 +399,9 @@ fn main() {
     phase("verify", &mut w, Walker::sequential_verify);
     let mut rng = Rng::new(a.seed ^ 0x5eed);
     for p in 0..a.random_passes {
-        phase(&format!("random{p}"), &mut w, |w| w.random_pass(&mut rng));
+        phase(&format!("random{p}"), &mut w, |w| {
+            w.random_pass(&mut rng, a.skew)
+        });
     }
     phase("final", &mut w, Walker::sequential_verify);
 

@@ -1,0 +1,41 @@
+# The tiered policy, by counters, with every byte verified while pages
+# move. The link to memory node 2 is slowed (4 ms more delay, 1/4 the
+# rate), so node 1 is the fast tier. A Zipf-like walk (--skew 3) over
+# 24 MiB fills node 1's 16 MiB: cold pages are demoted to node 2 in the
+# background, pages faulted in and swapped out again are stored on node 1
+# (hot), and pages of node 2 loaded twice are promoted. Half way through
+# the policy is switched to capacity and back while pages are moving.
+. /tests/lib.sh
+P=/sys/module/rswap_rdma/parameters/placement
+/usr/sbin/tc qdisc add dev eth1 root netem delay 4ms rate 10mbit || fail "netem on eth1"
+load_rdma servers="$(server 1),$(server 2)" mib_per_server=16 placement=tiered || fail "insmod rswap_rdma"
+swap_on || fail "swapon"
+expect "placement is tiered" "$(cat $P)" = tiered
+(sleep 60 && echo capacity >$P && sleep 10 && echo tiered >$P) &
+sw=$!
+walk 6M --mib 24 --random-passes 2 --skew 3 || fail "pagewalker exit $?"
+wait $sw
+expect "data verified while pages moved" "$(walkval mismatches)" -eq 0
+c() { note "$1: $(for k in stores stores_hot promotions demotions moved_bytes pages reads writes read_lat_ewma_us write_lat_ewma_us share_permille; do printf '%s=%s ' $k "$(rstat $2 $k)"; done)"; }
+c node1 0
+c node2 1
+dmesg | grep "tiered: the fast tier" | tail -3
+dmesg | grep -q "tiered: the fast tier is now server 10.77.1.2" || fail "node 1 was not chosen as the fast tier"
+expect "hot pages stored on the fast node" "$(rstat 0 stores_hot)" -gt 100
+expect "cold pages demoted from the fast node" "$(rstat 0 demotions)" -gt 100
+expect "pages promoted to the fast node" "$(rstat 0 promotions)" -gt 10
+expect "moved bytes counted" "$(rstat 1 moved_bytes)" -ge $(($(rstat 0 demotions) * 4096))
+r0=$(rstat 0 reads) r1=$(rstat 1 reads)
+note "loads served by the fast node: $((100 * r0 / (r0 + r1 + 1)))% ($r0 of $((r0 + r1)))"
+echo "RSWAP-TIERED fast_reads=$r0 slow_reads=$r1 stores_hot=$(rstat 0 stores_hot) promotions=$(rstat 0 promotions) demotions=$(rstat 0 demotions) $(cat /tmp/walk)"
+expect "most loads served by the fast node" "$((100 * r0 / (r0 + r1 + 1)))" -ge 60
+expect "no RDMA errors" "$(($(rstat 0 errors) + $(rstat 1 errors)))" -eq 0
+expect "nothing lost" "$(($(rstat 0 lost_pages) + $(rstat 1 lost_pages)))" -eq 0
+swapoff "$SWAPDEV" || fail "swapoff"
+sleep 1 # the last batch's old slots are freed on the next period
+expect "every page accounted for after swapoff" "$(($(rstat 0 pages) + $(rstat 1 pages)))" -eq 0
+expect "every slot free again (node 1)" "$(rstat 0 free_pages)" -eq "$(rstat 0 capacity_pages)"
+expect "every slot free again (node 2)" "$(rstat 1 free_pages)" -eq "$(rstat 1 capacity_pages)"
+unload_rdma || fail "rmmod"
+/usr/sbin/tc qdisc del dev eth1 root || fail "removing netem on eth1"
+finish
