@@ -2,29 +2,33 @@
 # The main job: the multi-node lab. Boots two memory-node VMs running
 # memserver and a compute VM running the patched kernel with rswap and
 # rswap_rdma, all joined by Soft-RoCE over private QEMU links on
-# 127.0.0.1; runs a 128 MiB page walker under memory.max=32M on the compute
-# node and prints where its pages went and whether every byte came back.
+# 127.0.0.1, the link to node 2 shaped to about 1/4 of node 1's rate;
+# runs a 96 MiB page walker under memory.max=32M on the compute node with
+# placement=tiered, and prints where its pages went (rswapctl status) and
+# whether every byte came back.
 # Installs and builds what it needs.
 source "$(dirname "$0")/lib.sh"
 rswap_prepare
 trap 'lab_stop' EXIT
 log "lab: starting 2 memory nodes"
+shape=rswap.shape=2:30mbit:2
 lab_mem_start 1 160 rswap.allow=10.77.1.1
-lab_mem_start 2 160 rswap.allow=10.77.2.1
+lab_mem_start 2 160 rswap.allow=10.77.2.1 $shape
 lab_mem_wait 1 && lab_mem_wait 2 || die "memory nodes did not start"
 log "lab: compute node runs the demo (a few minutes under TCG)"
-console=$(lab_compute 2 demo 1800)
+console=$(lab_compute 2 demo 1800 $shape)
 lab_stop
 line=$(grep -a '^RSWAP-DEMO ' "$console" | tail -1) || die "demo did not finish; console: $console"
 grep -a -E '^\[demo\]|^pagewalker: phase' "$console" | sed 's/^/  /'
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
 used() { grep -a -o 'pages_used=[0-9]*' "$RSWAP_WORK/lab-mem$1.log" | cut -d= -f2 | sort -n | tail -1; }
 echo
-echo "rswap demo on Linux $(rswap_kernel_version) (patched): 1 compute node, 2 memory nodes, RDMA (Soft-RoCE)"
+echo "rswap demo on Linux $(rswap_kernel_version) (patched): 1 compute node, 2 memory nodes of different speed, RDMA (Soft-RoCE), placement=tiered"
 echo "  pages swapped out through rswap: $(val out)   refused (to disk): $(val refused)   written to the swap disk: $(val disk_out)"
 echo "  pages swapped back in:           $(val in)"
-echo "  memory node 1 (10.77.1.2): $(val node1_out) pages written, $(val node1_in) read; memserver saw up to $(used 1) pages in use"
-echo "  memory node 2 (10.77.2.2): $(val node2_out) pages written, $(val node2_in) read; memserver saw up to $(used 2) pages in use"
+echo "  memory node 1 (10.77.1.2, fast): $(val node1_out) pages written, $(val node1_in) read, $(val node1_lat_us) us read latency; memserver saw up to $(used 1) pages in use"
+echo "  memory node 2 (10.77.2.2, slow): $(val node2_out) pages written, $(val node2_in) read, $(val node2_lat_us) us read latency; memserver saw up to $(used 2) pages in use"
+echo "  tiering: $(val promotions) pages promoted to node 1, $(val demotions) demoted to node 2"
 echo "  swap-in throughput: $(val swapin_mib_s) MiB/s; fault latency p50 $(val p50_us) us, p99 $(val p99_us) us; RDMA errors: $(val rdma_errors)"
 if [ "$(val mismatches)" = 0 ] && grep -q '^RSWAP-RESULT demo PASS' "$console"; then
 	echo "  integrity: OK ($(val verified) page reads verified byte for byte)"

@@ -132,8 +132,8 @@ rswap_modules() {
 rswap_userspace() {
 	local target=x86_64-unknown-linux-gnu
 	(cd "$RSWAP_ROOT" && RUSTFLAGS="-C target-feature=+crt-static" \
-		cargo build -q --release --locked --target $target -p pagewalker) >&2 ||
-		die "cargo build of pagewalker failed"
+		cargo build -q --release --locked --target $target -p pagewalker -p rswapctl) >&2 ||
+		die "cargo build of pagewalker and rswapctl failed"
 	# memserver links rdma-core dynamically; it is built for the host
 	# target and goes into the guests with its libraries.
 	(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p memserver --features test-faults) >&2 ||
@@ -154,7 +154,7 @@ rswap_initramfs() {
 		[ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"
 	done
 	cp "$mods"/rswap/rswap.ko "$mods"/rswap_dram/rswap_dram.ko "$mods"/rswap_rdma/rswap_rdma.ko "$root/modules/"
-	cp "$bins/pagewalker" "$root/bin/"
+	cp "$bins/pagewalker" "$bins/rswapctl" "$root/bin/"
 	# The lab's programs and the rdma-core runtime (dynamically linked):
 	# memserver, iproute2's ip/tc/rdma, perftest, and the rxe provider.
 	local progs=("$bins/memserver" "$bins/rswap-probe" /usr/bin/rdma /usr/sbin/tc /usr/bin/ib_read_lat

@@ -1,0 +1,222 @@
+//! The status view: the rswap core, each backend, and each memory server
+//! with its pages, measured latency and bandwidth, placement share and
+//! moves. With an earlier snapshot, rates are over the interval between
+//! the two (the live view); without, totals since the module was loaded.
+
+use crate::stats::{Counters, Server, Snapshot};
+use std::fmt::Write;
+
+const MIB: f64 = 1024.0 * 1024.0;
+const PAGE: f64 = 4096.0;
+
+fn c(m: &Counters, k: &str) -> u64 {
+    m.get(k).copied().unwrap_or(0)
+}
+
+/// `new - old` of counter `k` per second, or the total when there is no
+/// earlier snapshot.
+struct Delta<'a> {
+    secs: f64,
+    old: Option<&'a Counters>,
+}
+
+impl Delta<'_> {
+    fn of(&self, m: &Counters, k: &str) -> String {
+        match self.old {
+            Some(o) => format!(
+                "{:.0}/s",
+                c(m, k).saturating_sub(c(o, k)) as f64 / self.secs.max(0.001)
+            ),
+            None => c(m, k).to_string(),
+        }
+    }
+}
+
+fn server_before<'a>(prev: Option<&'a Snapshot>, s: &Server) -> Option<&'a Counters> {
+    prev?
+        .servers
+        .iter()
+        .find(|p| p.index == s.index)
+        .map(|p| &p.counters)
+}
+
+/// Renders `now`, with rates since `prev` (taken `secs` earlier) if given.
+pub fn render(now: &Snapshot, prev: Option<(&Snapshot, f64)>) -> String {
+    let mut out = String::new();
+    let secs = prev.map_or(0.0, |p| p.1);
+    let prev = prev.map(|p| p.0);
+    let d = Delta {
+        secs,
+        old: prev.map(|p| &p.totals),
+    };
+    let t = &now.totals;
+    let _ = writeln!(
+        out,
+        "rswap: {} pages held ({:.1} MiB); stores {} (refused {}, huge {}), loads {} (errors {}), invalidations {}",
+        c(t, "pages_held"),
+        c(t, "pages_held") as f64 * PAGE / MIB,
+        d.of(t, "stores"),
+        d.of(t, "store_refused"),
+        d.of(t, "stores_huge"),
+        d.of(t, "loads"),
+        c(t, "load_errors"),
+        d.of(t, "invalidations"),
+    );
+    for (name, m) in &now.backends {
+        let old = prev.and_then(|p| p.backends.iter().find(|(n, _)| n == name).map(|(_, m)| m));
+        let d = Delta { secs, old };
+        let _ = writeln!(
+            out,
+            "  backend {name}: {} pages held; stores {} (refused {}), loads {} (errors {})",
+            c(m, "pages_held"),
+            d.of(m, "stores"),
+            d.of(m, "store_refused"),
+            d.of(m, "loads"),
+            c(m, "load_errors"),
+        );
+    }
+    if now.servers.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "rswap_rdma: placement {}, {} memory servers",
+        now.placement.as_deref().unwrap_or("?"),
+        now.servers.len()
+    );
+    // The share of new pages each server got: over the interval, or since
+    // load.
+    let placed = |s: &Server| {
+        c(&s.counters, "stores")
+            .saturating_sub(server_before(prev, s).map_or(0, |o| c(o, "stores")))
+    };
+    let all: u64 = now.servers.iter().map(placed).sum();
+    let reads = |s: &Server| {
+        c(&s.counters, "reads").saturating_sub(server_before(prev, s).map_or(0, |o| c(o, "reads")))
+    };
+    let all_reads: u64 = now.servers.iter().map(reads).sum();
+    let _ = writeln!(
+        out,
+        "{:<3} {:<21} {:<5} {:>7} {:>12} {:>13} {:>13} {:>7} {:>6} {:>6} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9} {:>6} {:>6}",
+        "#",
+        "server",
+        "state",
+        "pages",
+        "free/cap MiB",
+        "lat r/w us",
+        "p99 r/w us",
+        "KiB/s",
+        "occ",
+        "share",
+        "placed",
+        "loads",
+        "stores",
+        "promo",
+        "demo",
+        "moved MiB",
+        "errors",
+        "lost",
+    );
+    for s in &now.servers {
+        let g = |k: &str| s.get(k);
+        let d = Delta {
+            secs,
+            old: server_before(prev, s),
+        };
+        let pct = |a: u64, b: u64| {
+            if b == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * a as f64 / b as f64)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<3} {:<21} {:<5} {:>7} {:>12} {:>13} {:>13} {:>7} {:>6} {:>6} {:>7} {:>6} {:>9} {:>7} {:>7} {:>9.1} {:>6} {:>6}",
+            s.index + 1,
+            s.endpoint,
+            if g("up") == 1 { "up" } else { "DOWN" },
+            g("pages"),
+            format!(
+                "{:.1}/{:.1}",
+                g("free_pages") as f64 * PAGE / MIB,
+                g("capacity_pages") as f64 * PAGE / MIB
+            ),
+            format!("{}/{}", g("read_lat_ewma_us"), g("write_lat_ewma_us")),
+            format!("{}/{}", g("read_lat_p99_us"), g("write_lat_p99_us")),
+            g("bw_kib_s"),
+            format!("{:.2}", g("occupancy_x100") as f64 / 100.0),
+            format!("{:.0}%", g("share_permille") as f64 / 10.0),
+            pct(placed(s), all),
+            pct(reads(s), all_reads),
+            d.of(&s.counters, "stores"),
+            g("promotions"),
+            g("demotions"),
+            g("moved_bytes") as f64 / MIB,
+            g("errors"),
+            g("lost_pages"),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(lat: moving averages under load; share: the weighted policy's target; placed, loads: where new pages went and where loads were served{})",
+        if prev.is_some() {
+            ", over the last interval"
+        } else {
+            ", since load"
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(stores: [u64; 2]) -> Snapshot {
+        let mut s = Snapshot {
+            placement: Some("tiered".into()),
+            ..Default::default()
+        };
+        s.totals.insert("stores".into(), stores[0] + stores[1]);
+        s.totals.insert("pages_held".into(), 256);
+        for (i, n) in stores.iter().enumerate() {
+            let mut m = Counters::new();
+            m.insert("stores".into(), *n);
+            m.insert("up".into(), (i == 0) as u64);
+            m.insert("moved_bytes".into(), 3 << 20);
+            s.servers.push(Server {
+                index: i,
+                endpoint: format!("10.77.{}.2:7471", i + 1),
+                counters: m,
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn totals_since_load() {
+        let out = render(&snap([75, 25]), None);
+        assert!(
+            out.contains("rswap: 256 pages held (1.0 MiB); stores 100"),
+            "{out}"
+        );
+        assert!(out.contains("placement tiered, 2 memory servers"), "{out}");
+        let line1 = out.lines().find(|l| l.starts_with("1 ")).unwrap();
+        assert!(
+            line1.contains(" up ") && line1.contains("75%") && line1.contains("3.0"),
+            "{line1}"
+        );
+        let line2 = out.lines().find(|l| l.starts_with("2 ")).unwrap();
+        assert!(line2.contains("DOWN") && line2.contains("25%"), "{line2}");
+    }
+
+    #[test]
+    fn rates_over_an_interval() {
+        let out = render(&snap([175, 25]), Some((&snap([75, 25]), 2.0)));
+        assert!(out.contains("stores 50/s"), "{out}");
+        let line1 = out.lines().find(|l| l.starts_with("1 ")).unwrap();
+        assert!(line1.contains("100%") && line1.contains("50/s"), "{line1}");
+        assert!(out.contains("over the last interval"), "{out}");
+    }
+}
