@@ -119,8 +119,15 @@ impl OwnedPage {
         ptr::NonNull::new(page).map(OwnedPage).ok_or(code::ENOMEM)
     }
 
-    /// Borrows the page as a `PageRef`, to copy it or move it by RDMA.
-    pub(crate) fn borrow(&self) -> PageRef {
+    /// Borrows the page as a `PageRef` for copying.
+    fn borrow(&self) -> PageRef {
+        PageRef(self.0.as_ptr())
+    }
+
+    /// The page as a `PageRef` that a transfer may write into (the RDMA
+    /// read of a page being moved): exclusive, so no one reads it
+    /// meanwhile.
+    pub(crate) fn borrow_mut(&mut self) -> PageRef {
         PageRef(self.0.as_ptr())
     }
 
@@ -247,11 +254,30 @@ impl XArray {
                 // SAFETY: the lock is held (as __xa_store requires); the
                 // index is present, so no node is allocated (and with
                 // GFP_NOWAIT the lock would never be dropped to allocate).
-                unsafe {
+                let r = unsafe {
                     bindings::__xa_store(self.ptr(), index, new, bindings::BINDINGS_GFP_NOWAIT)
                 };
+                // Cannot fail for a present index; if it ever did, report
+                // the entry as absent, so no caller acts as if it changed.
+                if xa_is_err(r) {
+                    return ptr::null_mut();
+                }
             }
             old
+        })
+    }
+
+    /// Removes the entry at `index` if `keep(entry)` is false, under the
+    /// xarray's lock; true if it was removed.
+    fn erase_unless(&self, index: u64, keep: impl FnOnce(*mut c_void) -> bool) -> bool {
+        self.locked(|| {
+            let e = self.load(index);
+            if e.is_null() || keep(e) {
+                return false;
+            }
+            // SAFETY: the lock is held, as __xa_erase requires.
+            unsafe { bindings::__xa_erase(self.ptr(), index) };
+            true
         })
     }
 
@@ -276,7 +302,7 @@ impl Drop for XArray {
     }
 }
 
-/// A map from index to a small integer (below 2^62), as xarray value entries.
+/// A map from index to an integer below 2^63, as xarray value entries.
 pub(crate) struct ValueMap(XArray);
 
 impl ValueMap {
@@ -312,6 +338,12 @@ impl ValueMap {
             f(v >> 1).map(|n| ((n << 1) | 1) as *mut c_void)
         }) as u64;
         (old & 1 == 1).then(|| old >> 1)
+    }
+
+    /// Removes the value at `index` if `matches(value)`; true if removed.
+    pub(crate) fn remove_if(&self, index: u64, matches: impl FnOnce(u64) -> bool) -> bool {
+        self.0
+            .erase_unless(index, |e| e as u64 & 1 == 0 || !matches(e as u64 >> 1))
     }
 
     /// The first entry at or after `from`.

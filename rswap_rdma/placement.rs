@@ -30,7 +30,7 @@
 use crate::ffi::{SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
 use crate::rdma;
 use crate::server::Server;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// The placement policies, `placement=` (writable at run time, so read
@@ -123,10 +123,16 @@ const MAX_LATENCY_NS: u64 = 10_000_000_000;
 
 /// The latency the weighted policy works from: the mean of a server's
 /// read and write moving averages (loaded: they include the wait for a
-/// queue), or whichever has samples.
+/// queue), or whichever has had samples in the last two seconds.
 pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
-    let l = match (s.stats.read_lat.ewma_ns(), s.stats.write_lat.ewma_ns()) {
+    // Fresh averages only, unless neither is fresh (an idle server keeps
+    // its last estimate).
+    let l = match s.stats.fresh_latency() {
         (Some(r), Some(w)) => Some((r + w) / 2),
+        (None, None) => match (s.stats.read_lat.ewma_ns(), s.stats.write_lat.ewma_ns()) {
+            (Some(r), Some(w)) => Some((r + w) / 2),
+            (r, w) => r.or(w),
+        },
         (r, w) => r.or(w),
     };
     // At most 10 s, so the controller's products (share x latency) fit in
@@ -296,23 +302,29 @@ impl Slots {
         Ok(Slots(SpinLock::new(f)?))
     }
 
-    /// A free slot and its generation, only while the server is up; and
-    /// how many are left free.
-    pub(crate) fn take(&self) -> Option<(u32, u32, usize)> {
+    /// A free slot and its generation, only while the server is up.
+    /// `free` (the server's counter) is set to how many are left, under
+    /// the lock, so racing updates cannot leave it stale; likewise below.
+    pub(crate) fn take(&self, free: &AtomicU64) -> Option<(u32, u32)> {
         self.0.with(|f| {
             if f.health != Health::Up || f.retiring {
                 return None;
             }
-            f.free.pop().map(|s| (s, f.gen, f.free.len()))
+            let s = f.free.pop().map(|s| (s, f.gen));
+            free.store(f.free.len() as u64, Ordering::Relaxed);
+            s
         })
     }
 
-    /// Gives back `slot` of generation `gen`: how many are free now, or
-    /// None if the generation has moved on (every slot was freed then).
-    /// Never allocates: the vector was reserved for every slot.
-    pub(crate) fn put(&self, slot: u32, gen: u32) -> Option<usize> {
-        self.0
-            .with(|f| (f.gen == gen && f.free.try_push(slot).is_ok()).then(|| f.free.len()))
+    /// Gives back `slot` of generation `gen`; false if the generation has
+    /// moved on (every slot was freed then). Never allocates: the vector
+    /// was reserved for every slot.
+    pub(crate) fn put(&self, slot: u32, gen: u32, free: &AtomicU64) -> bool {
+        self.0.with(|f| {
+            let ok = f.gen == gen && f.free.try_push(slot).is_ok();
+            free.store(f.free.len() as u64, Ordering::Relaxed);
+            ok
+        })
     }
 
     pub(crate) fn gen(&self) -> u32 {
@@ -369,21 +381,21 @@ impl Slots {
     /// (and retired) to a new region of `n` slots (at most as many as at
     /// creation), in a new generation. Nothing while a retirement is
     /// under way (it refits when it ends).
-    pub(crate) fn refit(&self, n: u32) -> usize {
+    pub(crate) fn refit(&self, n: u32, free: &AtomicU64) {
         self.0.with(|f| {
             if f.health == Health::Lost && !f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
                 f.free.clear();
                 f.refill(n);
             }
-            f.free.len()
+            free.store(f.free.len() as u64, Ordering::Relaxed);
         })
     }
 
     /// Ends the retirement of `from` with the first `n` slots free (at
     /// most as many as at creation) in a new generation: every page of
-    /// older ones is lost. Returns how many slots are free.
-    pub(crate) fn reset(&self, from: u32, n: u32) -> usize {
+    /// older ones is lost.
+    pub(crate) fn reset(&self, from: u32, n: u32, free: &AtomicU64) {
         self.0.with(|f| {
             if f.gen == from && f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
@@ -391,7 +403,7 @@ impl Slots {
                 f.refill(n);
                 f.retiring = false;
             }
-            f.free.len()
+            free.store(f.free.len() as u64, Ordering::Relaxed);
         })
     }
 }
@@ -462,8 +474,10 @@ impl Placement {
         Ok(Placement(ValueMap::new()?))
     }
 
-    pub(crate) fn insert(&self, key: u64, p: Place) -> Result {
-        self.0.insert(key, p.encode(), GFP_SWAPOUT)
+    /// Records a new page at `key`; `referenced` marks it hot already.
+    pub(crate) fn insert(&self, key: u64, p: Place, referenced: bool) -> Result {
+        let flag = if referenced { REFERENCED } else { 0 };
+        self.0.insert(key, p.encode() | flag, GFP_SWAPOUT)
     }
 
     pub(crate) fn get(&self, key: u64) -> Option<Place> {
@@ -474,10 +488,18 @@ impl Placement {
         self.0.remove(key).map(|v| Place::decode(v & PLACE))
     }
 
-    /// Marks the page at `key` referenced; whether it already was.
+    /// Removes the page at `key` only if it is still at `p` (it was not
+    /// moved meanwhile; a move under way then fails and drops its copy);
+    /// true if removed.
+    pub(crate) fn remove_if(&self, key: u64, p: Place) -> bool {
+        self.0.remove_if(key, |v| v & PLACE == p.encode())
+    }
+
+    /// Marks the page at `key` referenced; whether it already was. The
+    /// entry is written only when the flag changes.
     pub(crate) fn touch(&self, key: u64) -> bool {
         self.0
-            .update(key, |v| Some(v | REFERENCED))
+            .update(key, |v| (v & REFERENCED == 0).then(|| v | REFERENCED))
             .map_or(false, |v| v & REFERENCED != 0)
     }
 
@@ -514,6 +536,16 @@ impl Placement {
     /// with None, leaves it at `from`. False if the key no longer is the
     /// page whose move began (it was invalidated, maybe stored again):
     /// then nothing changed and the copy must be freed.
+    /// Puts back a finished move of `key` from `to` to `from` (the copy's
+    /// server was retired before the move was done with it); false if the
+    /// key is no longer at `to`.
+    pub(crate) fn revert_move(&self, key: u64, to: Place, from: Place) -> bool {
+        let old = self.0.update(key, |v| {
+            (v & (PLACE | MOVING) == to.encode()).then(|| from.encode() | (v & REFERENCED))
+        });
+        old.map_or(false, |v| v & (PLACE | MOVING) == to.encode())
+    }
+
     pub(crate) fn end_move(
         &self,
         key: u64,

@@ -49,7 +49,7 @@ static const char *const placement_names[] = { "capacity", "weighted", "tiered" 
 
 static int placement_set(const char *val, const struct kernel_param *kp)
 {
-	int i;
+	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(placement_names); i++) {
 		if (sysfs_streq(val, placement_names[i])) {
@@ -57,7 +57,8 @@ static int placement_set(const char *val, const struct kernel_param *kp)
 			return 0;
 		}
 	}
-	pr_err("rswap_rdma: placement=%s: use capacity, weighted or tiered\n", val);
+	pr_err("rswap_rdma: placement=%.*s: use capacity, weighted or tiered\n",
+	       (int)strcspn(val, "\n"), val);
 	return -EINVAL;
 }
 

@@ -132,7 +132,7 @@ impl Backend for Rdma {
         // the page is recorded (or refused) below.
         let (slot, gen, _inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
-        if let Err(e) = core.placement.insert(key.raw(), place) {
+        if let Err(e) = core.placement.insert(key.raw(), place, hot) {
             s.put_slot(slot, gen);
             return Err(e);
         }
@@ -140,8 +140,12 @@ impl Backend for Rdma {
         // then this one is too, so refuse the store (the page goes to the
         // next tier or the swap device) rather than keep it.
         if s.gen() != gen {
-            core.placement.remove(key.raw());
-            return Err(code::ECONNRESET);
+            if core.placement.remove_if(key.raw(), place) {
+                return Err(code::ECONNRESET);
+            }
+            // The tiered policy moved it to another server meanwhile,
+            // which holds (and counts) it.
+            return Ok(());
         }
         s.stats.pages.fetch_add(1, Ordering::Relaxed);
         s.stats.stores.fetch_add(1, Ordering::Relaxed);

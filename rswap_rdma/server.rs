@@ -382,13 +382,7 @@ impl Server {
     /// Gives back `slot` of generation `gen`; false if that generation was
     /// retired (its slots were all freed then).
     pub(crate) fn put_slot(&self, slot: u32, gen: u32) -> bool {
-        match self.slots.put(slot, gen) {
-            Some(free) => {
-                self.stats.free_pages.store(free as u64, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
+        self.slots.put(slot, gen, &self.stats.free_pages)
     }
 
     /// Stores `page` in a free slot with an RDMA WRITE on this CPU's write
@@ -407,8 +401,10 @@ impl Server {
         // lost and takes no slot.
         self.inflight.fetch_add(1, Ordering::SeqCst);
         let mark = InFlight(&self.inflight);
-        let (slot, gen, free) = self.slots.take().ok_or(code::ENOSPC)?;
-        self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+        let (slot, gen) = self
+            .slots
+            .take(&self.stats.free_pages)
+            .ok_or(code::ENOSPC)?;
         match self.write(page, slot, gen) {
             Ok(()) => Ok((slot, gen, mark)),
             Err(e) if e == code::ECONNRESET => {
@@ -581,8 +577,7 @@ impl Server {
         let n = slots
             .unwrap_or_else(|| self.session.with(|s| s.region.slots()))
             .min(self.capacity);
-        let free = self.slots.reset(from, n);
-        self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+        self.slots.reset(from, n, &self.stats.free_pages);
         let lost = self.stats.pages.swap(0, Ordering::Relaxed);
         self.stats.lost_pages.fetch_add(lost, Ordering::Relaxed);
         pr_err!(
@@ -676,8 +671,10 @@ impl Server {
         // free slots are refitted to the new region all the same.
         let gen = self.slots.gen();
         if self.slots.health() == Health::Lost {
-            let free = self.slots.refit(new.region.slots().min(self.capacity));
-            self.stats.free_pages.store(free as u64, Ordering::Relaxed);
+            self.slots.refit(
+                new.region.slots().min(self.capacity),
+                &self.stats.free_pages,
+            );
         } else {
             self.retire(
                 gen,

@@ -99,6 +99,12 @@ pub(crate) struct ServerStats {
     /// Pages read plus written at the last tick, and when (ns).
     last_pages: AtomicU64,
     last_ns: AtomicU64,
+    /// Reads and writes at the last tick, and for how many ticks each has
+    /// not moved: an average without fresh samples is not trusted.
+    last_reads: AtomicU64,
+    last_writes: AtomicU64,
+    read_idle_ticks: AtomicU64,
+    write_idle_ticks: AtomicU64,
     /// Stores the placement policy sent here.
     pub(crate) stores: AtomicU64,
     /// The weighted policy's share of new pages for this server, in parts
@@ -112,6 +118,28 @@ pub(crate) struct ServerStats {
     pub(crate) promotions: AtomicU64,
     pub(crate) demotions: AtomicU64,
     pub(crate) moved_bytes: AtomicU64,
+    /// Pages moved away from here (their reads are not loads).
+    pub(crate) moved_out: AtomicU64,
+}
+
+/// Ticks without a new sample after which a latency average is stale (2 s
+/// at the 100 ms period).
+const STALE_TICKS: u64 = 20;
+
+impl ServerStats {
+    /// The read and write latency averages, each None if it has no
+    /// samples or none in the last two seconds (a stale one would keep
+    /// a server looking slow, or fast, after its link changed).
+    pub(crate) fn fresh_latency(&self) -> (Option<u64>, Option<u64>) {
+        let fresh = |l: &Latency, idle: &AtomicU64| {
+            l.ewma_ns()
+                .filter(|_| idle.load(Ordering::Relaxed) < STALE_TICKS)
+        };
+        (
+            fresh(&self.read_lat, &self.read_idle_ticks),
+            fresh(&self.write_lat, &self.write_idle_ticks),
+        )
+    }
 }
 
 /// A request on a server's queues, counted from arrival (before it waits
@@ -139,6 +167,17 @@ impl ServerStats {
     /// call into the bandwidth average (weight 1/8 per call, so about a
     /// second at 100 ms).
     pub(crate) fn tick(&self, now_ns: u64, page_size: u64) {
+        for (count, last, idle) in [
+            (&self.reads, &self.last_reads, &self.read_idle_ticks),
+            (&self.writes, &self.last_writes, &self.write_idle_ticks),
+        ] {
+            let n = count.load(Ordering::Relaxed);
+            if last.swap(n, Ordering::Relaxed) == n {
+                idle.fetch_add(1, Ordering::Relaxed);
+            } else {
+                idle.store(0, Ordering::Relaxed);
+            }
+        }
         let pages = self.reads.load(Ordering::Relaxed) + self.writes.load(Ordering::Relaxed);
         let last = self.last_pages.swap(pages, Ordering::Relaxed);
         let then = self.last_ns.swap(now_ns, Ordering::Relaxed);
@@ -216,6 +255,7 @@ pub(crate) fn publish(
         (b"promotions\0", &st.promotions),
         (b"demotions\0", &st.demotions),
         (b"moved_bytes\0", &st.moved_bytes),
+        (b"moved_out\0", &st.moved_out),
     ] {
         dir.add_u64(name, c);
     }

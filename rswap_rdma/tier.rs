@@ -130,8 +130,6 @@ pub(crate) struct Tiers {
     fast: AtomicUsize,
     cursor: AtomicU64,
     demoting: AtomicBool,
-    /// The recovery thread's page for moves.
-    bounce: OwnedPage,
 }
 
 fn now_s() -> u64 {
@@ -164,7 +162,6 @@ impl Tiers {
             fast: AtomicUsize::new(usize::MAX),
             cursor: AtomicU64::new(0),
             demoting: AtomicBool::new(false),
-            bounce: OwnedPage::alloc(GFP_SWAPOUT)?,
         })
     }
 
@@ -252,26 +249,39 @@ impl Tiers {
         let in_budget = || rdma::now_ns().wrapping_sub(start) < BUDGET_NS;
         let f = &servers[fast];
         let cap = f.capacity_pages();
-        while self.pending_len.load(Ordering::Relaxed) < BATCH && in_budget() {
-            let key = match self.promote.with(|q| q.pop()) {
-                Some(k) => k,
-                None => break,
-            };
-            if f.free_pages() * 100 <= cap {
-                break;
-            }
-            if let Some(p) = map.get(key).filter(|p| p.server != fast) {
-                self.move_page(servers, map, key, p, fast, true);
-            }
-        }
         let free = f.free_pages() * 100;
         if free < cap * LOW_PCT {
             self.demoting.store(true, Ordering::Relaxed);
         } else if free >= cap * HIGH_PCT {
             self.demoting.store(false, Ordering::Relaxed);
         }
+        let demoting = self.demoting.load(Ordering::Relaxed);
+        if !demoting && self.promote.with(|q| q.is_empty()) {
+            return;
+        }
+        // The bounce page is ours alone for this period; without one
+        // (memory is short) nothing moves now.
+        let mut bounce = match OwnedPage::alloc(GFP_SWAPOUT) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let page = bounce.borrow_mut();
+        // Promotions, while more than LOW_PCT of the fast tier is free (so
+        // they never fight the demotions, which start below that).
+        while self.pending_len.load(Ordering::Relaxed) < BATCH
+            && in_budget()
+            && f.free_pages() * 100 > cap * LOW_PCT
+        {
+            let key = match self.promote.with(|q| q.pop()) {
+                Some(k) => k,
+                None => break,
+            };
+            if let Some(p) = map.get(key).filter(|p| p.server != fast) {
+                self.move_page(servers, map, &page, key, p, fast, true);
+            }
+        }
         let mut scanned = 0;
-        while self.demoting.load(Ordering::Relaxed)
+        while demoting
             && scanned < SCAN
             && self.pending_len.load(Ordering::Relaxed) < BATCH
             && in_budget()
@@ -299,7 +309,7 @@ impl Tiers {
             });
             match to {
                 Some((t, _)) => {
-                    self.move_page(servers, map, key, p, t, false);
+                    self.move_page(servers, map, &page, key, p, t, false);
                 }
                 None => break,
             }
@@ -338,10 +348,12 @@ impl Tiers {
 
     /// Moves the page at `key` from `from` to server `to` (see the top of
     /// this file); true if it moved. Any failure leaves it where it was.
+    #[allow(clippy::too_many_arguments)]
     fn move_page(
         &self,
         servers: &[Server],
         map: &Placement,
+        page: &PageRef,
         key: u64,
         from: Place,
         to: usize,
@@ -354,12 +366,11 @@ impl Tiers {
         if !map.begin_move(key, from) {
             return false;
         }
-        let page = self.bounce.borrow();
         // One attempt each: the recovery thread must not wait here for a
         // server it should be reconnecting.
         let copied = src
-            .read(&page, from.slot, from.gen, false)
-            .and_then(|()| dst.store(&page));
+            .read(page, from.slot, from.gen, false)
+            .and_then(|()| dst.store(page));
         // `_inflight` holds off a retirement of dst until the entry points
         // at the copy (as for any store).
         let (slot, gen, _inflight) = match copied {
@@ -378,6 +389,11 @@ impl Tiers {
             dst.put_slot(slot, gen);
             return false;
         }
+        // dst's pages were retired anyway (a retirement that gave up
+        // waiting for us): the copy is lost, the original is not.
+        if dst.gen() != gen && map.revert_move(key, to_place, from) {
+            return false;
+        }
         let n = self.pending_len.load(Ordering::Relaxed);
         self.pending[n].store(from.pack(), Ordering::Relaxed);
         self.pending_len.store(n + 1, Ordering::Relaxed);
@@ -388,6 +404,7 @@ impl Tiers {
         dst.stats
             .moved_bytes
             .fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);
+        src.stats.moved_out.fetch_add(1, Ordering::Relaxed);
         if promote {
             dst.stats.promotions.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -3,7 +3,8 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest (default: all)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies (default: all
+#   but policies, which has its own table)
 source "$(dirname "$0")/lib.sh"
 MODES=(disk zswap dram rdma1 rdma2 rdma2_slow perftest)
 [ $# -gt 0 ] && MODES=("$@")
@@ -11,6 +12,7 @@ rswap_prepare
 results=$RSWAP_ROOT/tests/results.md
 rows=()
 perf=""
+policies=""
 trap 'lab_stop' EXIT
 
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
@@ -42,9 +44,14 @@ for mode in "${MODES[@]}"; do
 	rdma2) lab_bench bench_rdma 2 ;;
 	rdma2_slow) lab_bench bench_rdma 2 1:40mbit 2:10mbit ;;
 	perftest) lab_bench bench_perftest 1 ;;
+	policies) lab_bench bench_policies 2 1:40mbit 2:10mbit ;;
 	*) die "unknown mode $mode" ;;
 	esac
 	grep -a -q "^RSWAP-RESULT bench_\w* PASS" "$console" || die "$mode failed; see $console"
+	if [ "$mode" = policies ]; then
+		policies=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
+		continue
+	fi
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -57,15 +64,31 @@ for mode in "${MODES[@]}"; do
 done
 {
 	echo
-	echo "## $(date -u +%Y-%m-%d) - Linux $(rswap_kernel_version) + rswap patches, QEMU TCG"
+	echo "## $(date -u +%Y-%m-%d) - Linux $(rswap_kernel_version) + rswap patches ($RSWAP_FLAVOUR kernel), QEMU TCG"
 	echo
-	echo "pagewalker --mib 128 --random-passes 2 --seed 7 under memory.max=32M; swap on a 1 GiB virtio-blk disk."
 	echo "Single-VM modes: 2 vCPUs, 512 MiB. rdma modes: the lab (compute 2 vCPUs/512 MiB, memory nodes 1 vCPU/384 MiB,"
-	echo "Soft-RoCE over QEMU UDP socket links on 127.0.0.1), mib_per_server=128."
-	echo
-	echo "| mode | swap-in MiB/s | fault p50 us | fault p99 us | faulting reads | disk pages read | pages to node 1 | pages to node 2 | run s | mismatches |"
-	echo "|---|---|---|---|---|---|---|---|---|---|"
-	printf '%s\n' "${rows[@]}"
+	echo "Soft-RoCE over QEMU UDP socket links on 127.0.0.1)."
+	if [ ${#rows[@]} -gt 0 ]; then
+		echo
+		echo "pagewalker --mib 128 --random-passes 2 --seed 7 under memory.max=32M; swap on a 1 GiB virtio-blk disk; mib_per_server=128."
+		echo
+		echo "| mode | swap-in MiB/s | fault p50 us | fault p99 us | faulting reads | disk pages read | pages to node 1 | pages to node 2 | run s | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		printf '%s\n' "${rows[@]}"
+	fi
+	if [ -n "$policies" ]; then
+		echo
+		echo "Placement policies (bench.sh policies): 2 memory nodes, node 2's link at 10 mbit vs node 1's 40 mbit"
+		echo "(both ends, tbf); pagewalker --mib 48 --random-passes 2 --seed 7 [--skew 3] under memory.max=12M;"
+		echo "mib_per_server=24, so node 1 cannot hold every page. Loads from node 1 exclude the moves' own reads."
+		echo
+		echo "| workload | policy | swap-in MiB/s | run s | fault p50 us | fault p99 us | loads from node 1 | stores node 1 / node 2 | promotions | demotions | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			f=$(val fast_loads "$l") s=$(val slow_loads "$l")
+			echo "| $(val workload "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $((100 * f / (f + s + 1)))% | $(val fast_stores "$l") / $(val slow_stores "$l") | $(val promotions "$l") | $(val demotions "$l") | $(val mismatches "$l") |"
+		done <<<"$policies"
+	fi
 	if [ -n "$perf" ]; then
 		echo
 		echo "Raw transport, perftest between the compute node and memory node 1 (rxe):" \

@@ -91,9 +91,10 @@ pub fn render(now: &Snapshot, prev: Option<(&Snapshot, f64)>) -> String {
             .saturating_sub(server_before(prev, s).map_or(0, |o| c(o, "stores")))
     };
     let all: u64 = now.servers.iter().map(placed).sum();
-    let reads = |s: &Server| {
-        c(&s.counters, "reads").saturating_sub(server_before(prev, s).map_or(0, |o| c(o, "reads")))
-    };
+    // Loads: reads, without those of pages moved away (tiered).
+    let loads = |m: &Counters| c(m, "reads").saturating_sub(c(m, "moved_out"));
+    let reads =
+        |s: &Server| loads(&s.counters).saturating_sub(server_before(prev, s).map_or(0, loads));
     let all_reads: u64 = now.servers.iter().map(reads).sum();
     let _ = writeln!(
         out,

@@ -11,7 +11,13 @@ P=/sys/module/rswap_rdma/parameters/placement
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=16 placement=tiered || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 expect "placement is tiered" "$(cat $P)" = tiered
-(sleep 60 && echo capacity >$P && sleep 10 && echo tiered >$P) &
+# The switch, once the walker reads its pages back (pages are moving).
+(i=0
+	while ! grep -q 'phase=verify' /tmp/walk.out 2>/dev/null && [ $i -lt 600 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	echo capacity >$P && sleep 5 && echo tiered >$P) &
 sw=$!
 walk 6M --mib 24 --random-passes 2 --skew 3 || fail "pagewalker exit $?"
 wait $sw
@@ -24,8 +30,11 @@ dmesg | grep -q "tiered: the fast tier is now server 10.77.1.2" || fail "node 1 
 expect "hot pages stored on the fast node" "$(rstat 0 stores_hot)" -gt 100
 expect "cold pages demoted from the fast node" "$(rstat 0 demotions)" -gt 100
 expect "pages promoted to the fast node" "$(rstat 0 promotions)" -gt 10
-expect "moved bytes counted" "$(rstat 1 moved_bytes)" -ge $(($(rstat 0 demotions) * 4096))
-r0=$(rstat 0 reads) r1=$(rstat 1 reads)
+expect "moved bytes: every demotion to node 2" "$(rstat 1 moved_bytes)" -eq $(($(rstat 0 demotions) * 4096))
+expect "moved bytes: every promotion to node 1" "$(rstat 0 moved_bytes)" -eq $(($(rstat 0 promotions) * 4096))
+expect "the policy was switched while pages moved" "$(dmesg | grep -c -E 'placement is now (capacity|tiered)')" -eq 2
+# Loads: reads minus the moves' own reads (moved_out).
+r0=$(($(rstat 0 reads) - $(rstat 0 moved_out))) r1=$(($(rstat 1 reads) - $(rstat 1 moved_out)))
 note "loads served by the fast node: $((100 * r0 / (r0 + r1 + 1)))% ($r0 of $((r0 + r1)))"
 echo "RSWAP-TIERED fast_reads=$r0 slow_reads=$r1 stores_hot=$(rstat 0 stores_hot) promotions=$(rstat 0 promotions) demotions=$(rstat 0 demotions) $(cat /tmp/walk)"
 expect "most loads served by the fast node" "$((100 * r0 / (r0 + r1 + 1)))" -ge 55
