@@ -147,9 +147,10 @@ pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
 /// a fifth of the pages and a fast one whose latency rises under load
 /// gets less, which moves toward equal loaded latency (Colloid's goal,
 /// SOSP'24) without starving anyone. Shares move a quarter of the way to
-/// the target per period (about a second to settle), never below
-/// [`MIN_SHARE_PPM`]. Servers that are down or full get none (capacity
-/// bounds the share); one without samples yet gets the mean rate.
+/// the target per period (about a second to settle), none below about
+/// [`MIN_SHARE_PPM`] (the floor is applied before normalising). Servers
+/// that are down or full get none (capacity bounds the share); one
+/// without samples yet gets the mean rate.
 pub(crate) fn rebalance(servers: &[Server]) {
     let eligible = |s: &Server| s.usable() && s.free_pages() > 0;
     // 10^12 / latency, latency at least 1 us: at most 10^9.

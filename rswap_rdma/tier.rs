@@ -38,6 +38,13 @@
 //!   epoch flips, and the old slots are freed when no load of the previous
 //!   epoch is left. So a load during a move reads the old slot, intact.
 //!
+//! The recovery thread does the moves, within a budget of 30 ms a period
+//! checked between moves; a move is one read and one write, each tried
+//! once, so a server failing mid-move holds the thread (and the recovery
+//! of other servers) for at most about two request timeouts. The moves'
+//! own transfers count in the servers' traffic and latency averages, as
+//! load they are; `moved_out` tells their reads from loads.
+//!
 //! rswap_dram as tier 0: rswap tries its backends in the order they were
 //! loaded, so rswap_dram loaded before rswap_rdma takes new pages first;
 //! pages do not move between backends.

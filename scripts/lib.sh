@@ -277,9 +277,25 @@ lab_stop() {
 	LAB_PID=()
 }
 
+# While memory node N is "busy" (its own work running), caps its VM's CPU
+# time: all the lab's VMs share the host's cores, so a busy VM would slow
+# every VM alike, where a real memory node's own work competes only with
+# its own memserver. The VM is stopped 60 ms of every 100 ms.
+lab_throttle() { # lab_throttle <n> &   (until killed)
+	local pid=${LAB_PID[$1]}
+	trap 'kill -CONT "$pid" 2>/dev/null; exit 0' TERM INT
+	while kill -0 "$pid" 2>/dev/null; do
+		kill -STOP "$pid" 2>/dev/null
+		sleep 0.06
+		kill -CONT "$pid" 2>/dev/null
+		sleep 0.04
+	done
+}
+
 # Runs the compute VM with <links> links and the guest scripts <run>;
-# serves its requests ("RSWAP-LAB kill N" stops memory node N) until it
-# exits or <timeout> s pass. Prints the console's path.
+# serves its requests until it exits or <timeout> s pass: "RSWAP-LAB kill
+# N" stops memory node N, "RSWAP-LAB busy N on|off" caps its CPU time
+# (lab_throttle). Prints the console's path.
 lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 	local links=$1 run=$2 timeout=$3
 	shift 3
@@ -292,7 +308,8 @@ lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 	rm -f "$disk" && truncate -s 1G "$disk"
 	lab_qemu "$console" 512M 2 "rswap.role=compute rswap.links=$links rswap.secret=$LAB_SECRET rswap.run=$run $*" \
 		-drive file="$disk",if=virtio,format=raw,cache=unsafe "${net[@]}"
-	local pid=$! t0=$SECONDS done_kills=""
+	local pid=$! t0=$SECONDS done_kills="" busy_seen=0 req r
+	local -A throttle=()
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ $((SECONDS - t0)) -gt "$timeout" ]; then
 			log "lab: compute node timed out after $timeout s"
@@ -305,9 +322,29 @@ lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 			kill -9 "${LAB_PID[$n]}" 2>/dev/null || true
 			done_kills="$done_kills $n"
 		done
+		mapfile -t req < <(grep -a '^RSWAP-LAB busy [0-9]* o[nf]*' "$console" 2>/dev/null | tail -n +$((busy_seen + 1)))
+		for r in "${req[@]}"; do
+			busy_seen=$((busy_seen + 1))
+			r=${r%$'\r'}
+			set -- $r
+			n=$3
+			if [ "$4" = on ] && [ -z "${throttle[$n]:-}" ]; then
+				log "lab: memory node $n is busy: capping its CPU time"
+				lab_throttle "$n" &
+				throttle[$n]=$!
+			elif [ "$4" = off ] && [ -n "${throttle[$n]:-}" ]; then
+				log "lab: memory node $n is idle again"
+				kill "${throttle[$n]}" 2>/dev/null
+				wait "${throttle[$n]}" 2>/dev/null || true
+				throttle[$n]=""
+			fi
+		done
 		sleep 0.5
 	done
 	wait "$pid" 2>/dev/null || true
+	for n in "${!throttle[@]}"; do
+		[ -n "${throttle[$n]}" ] && { kill "${throttle[$n]}" 2>/dev/null; wait "${throttle[$n]}" 2>/dev/null || true; }
+	done
 	sed -i 's/\r$//' "$console"
 	echo "$console"
 }

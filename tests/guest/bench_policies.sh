@@ -1,16 +1,16 @@
 # Benchmark: the placement policies on the same workloads, in one boot of
 # the lab with memory node 2's link at 1/4 of node 1's rate (bench.sh
-# policies). Each run: 48 MiB walker under memory.max=12M, two random
-# passes, 24 MiB from each node (so the fast node cannot hold everything);
+# policies). Each run: 24 MiB walker under memory.max=6M, one random
+# pass, 12 MiB from each node (so the fast node cannot hold everything);
 # skewed (Zipf-like, --skew 3) and uniform.
 . /tests/lib.sh
-swap_on || fail "swapon"
 for wl in skewed uniform; do
 	for pol in capacity weighted tiered; do
-		load_rdma servers="$(server 1),$(server 2)" mib_per_server=24 placement=$pol || fail "insmod $pol"
-		args="--mib 48 --random-passes 2 --seed 7"
+		load_rdma servers="$(server 1),$(server 2)" mib_per_server=12 placement=$pol || fail "insmod $pol"
+		swap_on || fail "swapon"
+		args="--mib 24 --random-passes 1 --seed 7"
 		[ $wl = skewed ] && args="$args --skew 3"
-		walk 12M $args || fail "$pol $wl: pagewalker exit $?"
+		walk 6M $args || fail "$pol $wl: pagewalker exit $?"
 		# Loads served by each node, without the moves' own reads.
 		f=$(($(rstat 0 reads) - $(rstat 0 moved_out))) s=$(($(rstat 1 reads) - $(rstat 1 moved_out)))
 		echo "RSWAP-BENCH-POLICY policy=$pol workload=$wl fast_loads=$f slow_loads=$s" \
@@ -18,8 +18,6 @@ for wl in skewed uniform; do
 			"demotions=$(rstat 0 demotions) refused=$(stat rswap/store_refused) $(cat /tmp/walk)"
 		swapoff "$SWAPDEV" || fail "swapoff"
 		unload_rdma || fail "rmmod"
-		swap_on || fail "swapon"
 	done
 done
-swapoff "$SWAPDEV"
 finish

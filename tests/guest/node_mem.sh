@@ -51,7 +51,10 @@ if [ "$(param rswap.perftest)" = 1 ]; then
 	ib_write_bw -d rxe_eth0 -p 18516 -n 2000 >/tmp/bw.out 2>&1 &
 fi
 # The lab's control port (TCP 7990), on the lab link only: "kill" kills memserver -9
-# (tests of a crashed server; the supervisor restarts it).
+# (tests of a crashed server; the supervisor restarts it); "busy S" runs a
+# memory-bandwidth-heavy job (a 96 MiB page walker, writing and checking
+# every page over and over) for S seconds, the node's own work competing
+# with memserver; "calm" stops it.
 (
 	while true; do
 		cmd=$(nc -l -p 7990 2>/dev/null)
@@ -59,6 +62,16 @@ fi
 		kill*)
 			echo "RSWAP-MEM control: killing memserver $(cat $pidfile)"
 			kill -9 "$(cat $pidfile)"
+			;;
+		busy*)
+			echo "RSWAP-MEM control: a memory-bandwidth-heavy job for ${cmd#busy } s"
+			timeout "${cmd#busy }" pagewalker --mib 96 --random-passes 100000 >/dev/null 2>&1 &
+			echo $! >/tmp/busy.pid
+			;;
+		calm*)
+			echo "RSWAP-MEM control: stopping the busy job"
+			kill "$(cat /tmp/busy.pid)" 2>/dev/null
+			killall pagewalker 2>/dev/null
 			;;
 		esac
 	done
