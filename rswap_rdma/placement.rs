@@ -128,11 +128,11 @@ pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
     // Fresh averages only, unless neither is fresh (an idle server keeps
     // its last estimate).
     let l = match s.stats.fresh_latency() {
+        (None, None) => (s.stats.read_lat.ewma_ns(), s.stats.write_lat.ewma_ns()),
+        fresh => fresh,
+    };
+    let l = match l {
         (Some(r), Some(w)) => Some((r + w) / 2),
-        (None, None) => match (s.stats.read_lat.ewma_ns(), s.stats.write_lat.ewma_ns()) {
-            (Some(r), Some(w)) => Some((r + w) / 2),
-            (r, w) => r.or(w),
-        },
         (r, w) => r.or(w),
     };
     // At most 10 s, so the controller's products (share x latency) fit in
@@ -515,12 +515,11 @@ impl Placement {
         (old & (PLACE | MOVING) == p.encode()).then(|| old & REFERENCED != 0)
     }
 
-    /// The first page at or after key `from`: its key, place and whether
-    /// it is referenced.
-    pub(crate) fn next_from(&self, from: u64) -> Option<(u64, Place, bool)> {
+    /// The first page at or after key `from`: its key and place.
+    pub(crate) fn next_from(&self, from: u64) -> Option<(u64, Place)> {
         self.0
             .next_from(from)
-            .map(|(k, v)| (k, Place::decode(v & PLACE), v & REFERENCED != 0))
+            .map(|(k, v)| (k, Place::decode(v & PLACE)))
     }
 
     /// Starts moving the page at `key` from `p`: false if it is not there

@@ -26,11 +26,13 @@ pub(crate) struct Latency {
 
 impl Latency {
     pub(crate) fn record(&self, ns: u64) {
-        // Unlocked read-modify-write: two racing samples may lose one,
-        // which an average can afford.
-        let old = self.ewma_ns.load(Ordering::Relaxed);
-        let avg = if old == 0 { ns } else { old - old / 8 + ns / 8 }.max(1);
-        self.ewma_ns.store(avg, Ordering::Relaxed);
+        let avg = match self.ewma_ns.load(Ordering::Relaxed) {
+            0 => {
+                self.ewma_ns.store(ns.max(1), Ordering::Relaxed);
+                ns.max(1)
+            }
+            _ => fold(&self.ewma_ns, ns, 8),
+        };
         self.ewma_us.store(avg / 1000, Ordering::Relaxed);
         let us = ns / 1000;
         let b = (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
@@ -96,8 +98,7 @@ pub(crate) struct ServerStats {
     /// Bytes read and written per second, a moving average over about a
     /// second (see [`ServerStats::tick`]).
     pub(crate) bw_kib_s: AtomicU64,
-    /// Pages read plus written at the last tick, and when (ns).
-    last_pages: AtomicU64,
+    /// When the last tick was (ns).
     last_ns: AtomicU64,
     /// Reads and writes at the last tick, and for how many ticks each has
     /// not moved: an average without fresh samples is not trusted.
@@ -120,6 +121,16 @@ pub(crate) struct ServerStats {
     pub(crate) moved_bytes: AtomicU64,
     /// Pages moved away from here (their reads are not loads).
     pub(crate) moved_out: AtomicU64,
+}
+
+/// Folds `sample` into the moving average in `avg` with weight 1/`k`;
+/// returns the new average. Unlocked: a racing update may be lost, which
+/// an average can afford.
+fn fold(avg: &AtomicU64, sample: u64, k: u64) -> u64 {
+    let old = avg.load(Ordering::Relaxed);
+    let new = old - old / k + sample / k;
+    avg.store(new, Ordering::Relaxed);
+    new
 }
 
 /// Ticks without a new sample after which a latency average is stale (2 s
@@ -157,9 +168,7 @@ impl ServerStats {
     /// occupancy it found (itself included) into the moving average.
     pub(crate) fn busy(&self) -> Busy<'_> {
         let n = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        let old = self.occupancy_x100.load(Ordering::Relaxed);
-        self.occupancy_x100
-            .store(old - old / 16 + n * 100 / 16, Ordering::Relaxed);
+        fold(&self.occupancy_x100, n * 100, 16);
         Busy(self)
     }
 
@@ -167,28 +176,30 @@ impl ServerStats {
     /// call into the bandwidth average (weight 1/8 per call, so about a
     /// second at 100 ms).
     pub(crate) fn tick(&self, now_ns: u64, page_size: u64) {
+        let mut pages = 0;
         for (count, last, idle) in [
             (&self.reads, &self.last_reads, &self.read_idle_ticks),
             (&self.writes, &self.last_writes, &self.write_idle_ticks),
         ] {
             let n = count.load(Ordering::Relaxed);
-            if last.swap(n, Ordering::Relaxed) == n {
+            let before = last.swap(n, Ordering::Relaxed);
+            if before == n {
                 idle.fetch_add(1, Ordering::Relaxed);
             } else {
                 idle.store(0, Ordering::Relaxed);
             }
+            pages += n.saturating_sub(before);
         }
-        let pages = self.reads.load(Ordering::Relaxed) + self.writes.load(Ordering::Relaxed);
-        let last = self.last_pages.swap(pages, Ordering::Relaxed);
         let then = self.last_ns.swap(now_ns, Ordering::Relaxed);
         let dt = now_ns.saturating_sub(then);
         if then == 0 || dt == 0 {
             return;
         }
-        let kib_s = pages.saturating_sub(last) * (page_size / 1024) * 1_000_000_000 / dt;
-        let old = self.bw_kib_s.load(Ordering::Relaxed);
-        self.bw_kib_s
-            .store(old - old / 8 + kib_s / 8, Ordering::Relaxed);
+        fold(
+            &self.bw_kib_s,
+            pages * (page_size / 1024) * 1_000_000_000 / dt,
+            8,
+        );
     }
 }
 

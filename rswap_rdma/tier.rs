@@ -150,6 +150,24 @@ fn heat_slot(page: &PageRef) -> (usize, u64) {
     (h as usize % HEAT_SLOTS, a & ((1 << 40) - 1))
 }
 
+/// Is more than `pct`% of `s`'s capacity free?
+fn more_free_than(s: &Server, pct: u64) -> bool {
+    s.free_pages() * 100 > s.capacity_pages() * pct
+}
+
+/// A server of the slow tier (any usable one but `fast`) with room, drawn
+/// by the weighted policy's shares (one without a share yet still
+/// counts).
+fn slow_tier(servers: &[Server], fast: usize) -> Option<(usize, &Server)> {
+    placement::draw(servers, |i, s| {
+        if i != fast && s.free_pages() > 0 {
+            s.stats.share_ppm.load(Ordering::Relaxed).max(1)
+        } else {
+            0
+        }
+    })
+}
+
 impl Tiers {
     pub(crate) fn new() -> Result<Tiers> {
         let mut heat = Vec::new();
@@ -219,21 +237,13 @@ impl Tiers {
         let hot = self.hot(page);
         let fast = self.fast(servers);
         if let Some((f, s)) = fast {
-            let free = s.free_pages();
-            if free > 0 && (hot || free * 100 > s.capacity_pages() * LOW_PCT) {
+            if s.free_pages() > 0 && (hot || more_free_than(s, LOW_PCT)) {
                 return Some((f, s, hot));
             }
         }
-        let f = fast.map_or(usize::MAX, |(f, _)| f);
-        placement::draw(servers, |i, s| {
-            if i != f && s.free_pages() > 0 {
-                s.stats.share_ppm.load(Ordering::Relaxed).max(1)
-            } else {
-                0
-            }
-        })
-        .or_else(|| placement::draw(servers, |_, s| s.free_pages()))
-        .map(|(i, s)| (i, s, hot))
+        slow_tier(servers, fast.map_or(usize::MAX, |(f, _)| f))
+            .or_else(|| placement::draw(servers, |_, s| s.free_pages()))
+            .map(|(i, s)| (i, s, hot))
     }
 
     /// The recovery thread's part, every period: frees the old slots of
@@ -277,7 +287,7 @@ impl Tiers {
         // they never fight the demotions, which start below that).
         while self.pending_len.load(Ordering::Relaxed) < BATCH
             && in_budget()
-            && f.free_pages() * 100 > cap * LOW_PCT
+            && more_free_than(f, LOW_PCT)
         {
             let key = match self.promote.with(|q| q.pop()) {
                 Some(k) => k,
@@ -294,7 +304,7 @@ impl Tiers {
             && in_budget()
         {
             let from = self.cursor.load(Ordering::Relaxed);
-            let (key, p, _) = match map.next_from(from) {
+            let (key, p) = match map.next_from(from) {
                 Some(e) => e,
                 None => {
                     self.cursor.store(0, Ordering::Relaxed);
@@ -307,14 +317,7 @@ impl Tiers {
             if p.server != fast || map.second_chance(key, p) != Some(false) {
                 continue;
             }
-            let to = placement::draw(servers, |i, s| {
-                if i != fast && s.free_pages() > 0 {
-                    s.stats.share_ppm.load(Ordering::Relaxed).max(1)
-                } else {
-                    0
-                }
-            });
-            match to {
+            match slow_tier(servers, fast) {
                 Some((t, _)) => {
                     self.move_page(servers, map, &page, key, p, t, false);
                 }
