@@ -222,12 +222,16 @@ rswap_run_guest() { # rswap_run_guest <scripts> <timeout> [kernel args...]
 }
 
 # ---------------------------------------------------------------------------
-# The lab: one compute VM and memory-node VMs joined by point-to-point
-# links, each a pair of QEMU UDP socket netdevs on 127.0.0.1 (link N: the
-# memory node on port RSWAP_LAB_PORT+2N, the compute node on the next one).
-# UDP, because QEMU's TCP socket netdev adds Nagle/delayed-ACK stalls of
-# ~40 ms per exchange. Inside, link N is 10.77.N.0/24: the compute node is
-# .1 on its eth(N-1), memory node N is .2. Nothing else is reachable.
+# The lab: compute VMs and memory-node VMs joined by links made of QEMU
+# UDP socket netdevs on 127.0.0.1. UDP, because QEMU's TCP socket netdev
+# adds Nagle/delayed-ACK stalls of ~40 ms per exchange. Memory node N's
+# NIC sits on a QEMU hub inside its own QEMU process, with one socket port
+# per peer: compute node C (port lab_port C N on the node's side, the next
+# one on the compute node's), and for the a-b-c chain memory node 2's
+# second NIC on node 3's hub. Inside, segment N is 10.77.N.0/24: memory node
+# N is .2, compute node 1 is .1 and compute node 2 is .3 (on their
+# eth(N-1)); node 2's second NIC is 10.77.3.4 and routes between segments
+# 2 and 3. Nothing else is reachable.
 
 LAB_PORT=${RSWAP_LAB_PORT:-47700}
 LAB_SECRET=${LAB_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
@@ -244,14 +248,29 @@ lab_qemu() { # lab_qemu <console> <mem> <smp> <append> <qemu args...>
 		</dev/null >/dev/null 2>&1 &
 }
 
+lab_port() { echo $((LAB_PORT + 40 * ($1 - 1) + 2 * $2)); } # lab_port <compute> <memory node>
+LAB_CHAIN_PORT=$((LAB_PORT + 90)) # node 2's side of the 2-3 link; node 3's is the next
+
 # Starts memory node N with a pool of POOL MiB; extra kernel args follow.
 lab_mem_start() { # lab_mem_start <n> <pool_mib> [rswap.allow=... rswap.shape=...]
-	local n=$1 pool=$2
+	local n=$1 pool=$2 c p net=()
 	shift 2
+	for c in 1 2; do
+		p=$(lab_port "$c" "$n")
+		net+=(-netdev socket,id=c$c,localaddr=127.0.0.1:$p,udp=127.0.0.1:$((p + 1))
+			-netdev hubport,id=h$c,hubid=0,netdev=c$c)
+	done
+	if [ "$n" = 3 ]; then # the chain: node 2's second NIC
+		net+=(-netdev socket,id=b,localaddr=127.0.0.1:$((LAB_CHAIN_PORT + 1)),udp=127.0.0.1:$LAB_CHAIN_PORT
+			-netdev hubport,id=hb,hubid=0,netdev=b)
+	elif [ "$n" = 2 ]; then
+		net+=(-netdev socket,id=up,localaddr=127.0.0.1:$LAB_CHAIN_PORT,udp=127.0.0.1:$((LAB_CHAIN_PORT + 1))
+			-device virtio-net-pci,netdev=up,mac=52:54:00:77:03:04)
+	fi
 	lab_qemu "$RSWAP_WORK/lab-mem$n.log" 384M 1 \
 		"rswap.role=mem rswap.ip=10.77.$n.2 rswap.pool=$pool rswap.secret=$LAB_SECRET $*" \
-		-netdev socket,id=l0,localaddr=127.0.0.1:$((LAB_PORT + 2 * n)),udp=127.0.0.1:$((LAB_PORT + 2 * n + 1)) \
-		-device virtio-net-pci,netdev=l0,mac="$(printf '52:54:00:77:%02x:02' "$n")"
+		-netdev hubport,id=nic,hubid=0 \
+		-device virtio-net-pci,netdev=nic,mac="$(printf '52:54:00:77:%02x:02' "$n")" "${net[@]}"
 	LAB_PID[$n]=$!
 }
 
@@ -292,23 +311,34 @@ lab_throttle() { # lab_throttle <n> &   (until killed)
 	done
 }
 
-# Runs the compute VM with <links> links and the guest scripts <run>;
-# serves its requests until it exits or <timeout> s pass: "RSWAP-LAB kill
-# N" stops memory node N, "RSWAP-LAB busy N on|off" caps its CPU time
-# (lab_throttle). Prints the console's path.
+# Starts compute VM C (1 or 2) with <links> links, running the guest
+# scripts <run>; its console is <console>.
+lab_compute_vm() { # lab_compute_vm <c> <links> <console> <run> [kernel args...]
+	local c=$1 links=$2 console=$3 run=$4 net=() i p
+	shift 4
+	for i in $(seq "$links"); do
+		p=$(lab_port "$c" "$i")
+		net+=(-netdev socket,id=l$i,localaddr=127.0.0.1:$((p + 1)),udp=127.0.0.1:$p
+			-device virtio-net-pci,netdev=l$i,mac="$(printf '52:54:00:77:%02x:%02x' "$i" $((2 * c - 1)))")
+	done
+	local disk=$RSWAP_WORK/lab-swap$c.img
+	rm -f "$disk" && truncate -s 1G "$disk"
+	lab_qemu "$console" 512M 2 "rswap.role=compute rswap.host=$((2 * c - 1)) rswap.links=$links rswap.secret=$LAB_SECRET rswap.run=$run $*" \
+		-drive file="$disk",if=virtio,format=raw,cache=unsafe "${net[@]}"
+}
+
+# Runs compute VM 1 with <links> links and the guest scripts <run>; serves
+# its requests until it exits or <timeout> s pass: "RSWAP-LAB kill N"
+# stops memory node N, "RSWAP-LAB busy N on|off" caps its CPU time
+# (lab_throttle), "RSWAP-LAB compute2 <run>" boots compute VM 2 running
+# <run> (console lab-compute2-<run>.log; it shares the memory nodes).
+# Prints the console's path.
 lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 	local links=$1 run=$2 timeout=$3
 	shift 3
-	local console=$RSWAP_WORK/lab-compute-${run%%,*}.log net=() i
-	for i in $(seq "$links"); do
-		net+=(-netdev socket,id=l$i,localaddr=127.0.0.1:$((LAB_PORT + 2 * i + 1)),udp=127.0.0.1:$((LAB_PORT + 2 * i))
-			-device virtio-net-pci,netdev=l$i,mac="$(printf '52:54:00:77:%02x:01' "$i")")
-	done
-	local disk=$RSWAP_WORK/lab-swap.img
-	rm -f "$disk" && truncate -s 1G "$disk"
-	lab_qemu "$console" 512M 2 "rswap.role=compute rswap.links=$links rswap.secret=$LAB_SECRET rswap.run=$run $*" \
-		-drive file="$disk",if=virtio,format=raw,cache=unsafe "${net[@]}"
-	local pid=$! t0=$SECONDS done_kills="" busy_seen=0 req r
+	local console=$RSWAP_WORK/lab-compute-${run%%,*}.log n extra=("$@")
+	lab_compute_vm 1 "$links" "$console" "$run" "$@"
+	local pid=$! t0=$SECONDS done_kills="" busy_seen=0 req r c2=""
 	local -A throttle=()
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ $((SECONDS - t0)) -gt "$timeout" ]; then
@@ -322,6 +352,12 @@ lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 			kill -9 "${LAB_PID[$n]}" 2>/dev/null || true
 			done_kills="$done_kills $n"
 		done
+		r=$(sed -n 's/^RSWAP-LAB compute2 \([a-z_0-9,]*\).*/\1/p' "$console" 2>/dev/null | head -1)
+		if [ -n "$r" ] && [ -z "$c2" ]; then
+			log "lab: booting compute node 2 for: $r"
+			lab_compute_vm 2 "$links" "$RSWAP_WORK/lab-compute2-${r%%,*}.log" "$r" "${extra[@]}"
+			c2=$!
+		fi
 		mapfile -t req < <(grep -a '^RSWAP-LAB busy [0-9]* o[nf]*' "$console" 2>/dev/null | tail -n +$((busy_seen + 1)))
 		for r in "${req[@]}"; do
 			busy_seen=$((busy_seen + 1))
@@ -342,6 +378,11 @@ lab_compute() { # lab_compute <links> <run> <timeout> [kernel args...]
 		sleep 0.5
 	done
 	wait "$pid" 2>/dev/null || true
+	if [ -n "$c2" ]; then
+		kill "$c2" 2>/dev/null
+		wait "$c2" 2>/dev/null || true
+		sed -i 's/\r$//' "$RSWAP_WORK"/lab-compute2-*.log
+	fi
 	for n in "${!throttle[@]}"; do
 		[ -n "${throttle[$n]}" ] && { kill "${throttle[$n]}" 2>/dev/null; wait "${throttle[$n]}" 2>/dev/null || true; }
 	done

@@ -7,7 +7,7 @@ RSWAP_FLAVOUR=${RSWAP_FLAVOUR:-debug}
 source "$(dirname "$0")/lib.sh"
 
 GUEST_TESTS=(bad_input dram_basic dram_overflow thp_dram load_cycle lost_page lifetime_race zswap_conflict)
-LAB_TESTS=(lab_one lab_two lab_weighted lab_tiered lab_spill lab_pressure lab_refusals lab_memserver lab_blackout lab_restart lab_soak lab_devremove lab_kill)
+LAB_TESTS=(lab_one lab_pair lab_chain lab_weighted lab_tiered lab_spill lab_pressure lab_refusals lab_memserver lab_blackout lab_restart lab_soak lab_devremove lab_kill)
 if [ $# -gt 0 ]; then
 	GUEST_TESTS=()
 	LAB_TESTS=()
@@ -87,30 +87,43 @@ if [ ${#GUEST_TESTS[@]} -gt 0 ]; then
 fi
 
 if [ ${#LAB_TESTS[@]} -gt 0 ]; then
-	# The lab: two memory nodes and a compute node; the lab tests run in one
-	# boot of the compute node, in order (lab_kill last: it kills nodes).
+	# The lab: three memory nodes and a compute node (a second one boots for
+	# lab_pair); the lab tests run in one boot of compute node 1, in order
+	# (lab_kill last: it kills nodes). Node 2 routes between segments 2 and 3
+	# (the chain); node 3 hands out fair shares of its pool.
 	run=$(IFS=,; echo "${LAB_TESTS[*]}")
-	log "lab: starting 2 memory nodes"
+	log "lab: starting 3 memory nodes"
 	t0=$(date +%s)
 	trap 'lab_stop' INT TERM
-	lab_mem_start 1 160 rswap.allow=10.77.1.1
-	lab_mem_start 2 160 rswap.allow=10.77.2.1
-	if lab_mem_wait 1 && lab_mem_wait 2; then
+	lab_mem_start 1 160 rswap.allow=10.77.1.1,10.77.1.3
+	lab_mem_start 2 160 rswap.allow=10.77.2.1,10.77.2.3 rswap.fwd=10.77.3.4
+	lab_mem_start 3 160 rswap.allow=10.77.3.1,10.77.3.3,10.77.2.1 rswap.route=10.77.2.0/24:10.77.3.4 rswap.region=fair
+	if lab_mem_wait 1 && lab_mem_wait 2 && lab_mem_wait 3; then
 		log "lab: compute node runs: $run"
-		console=$(lab_compute 2 "$run" 3000)
+		console=$(lab_compute 3 "$run" 3600)
 	else
 		console=/dev/null
 	fi
 	lab_stop
 	log "lab: finished in $(($(date +%s) - t0)) s (consoles: $RSWAP_WORK/lab-*.log)"
-	grep -a -E '^\[[a-z_]+\] |^pagewalker: result|^RSWAP-SPLIT' "$console" | sed 's/^/  /' || true
-	m1=$RSWAP_WORK/lab-mem1.log m2=$RSWAP_WORK/lab-mem2.log
-	grep -a -E '^memserver: [^s]' "$m1" "$m2" | sed 's/^/  /' | tail -30 || true
-	collect "$console" "${LAB_TESTS[*]}" "$console" "$m1" "$m2"
-	used() { grep -a -o 'pages_used=[0-9]*' "$1" | cut -d= -f2 | sort -n | tail -1; }
-	if [[ " ${LAB_TESTS[*]} " == *" lab_two "* ]]; then
-		host_check lab_two_memserver_stats "pages used: node1 $(used "$m1"), node2 $(used "$m2")" \
-			test "$(used "$m1")" -gt 1000 -a "$(used "$m2")" -gt 1000
+	grep -a -E '^\[[a-z_]+\] |^pagewalker: result|^RSWAP-SPLIT|^RSWAP-CHAIN' "$console" | sed 's/^/  /' || true
+	m1=$RSWAP_WORK/lab-mem1.log m2=$RSWAP_WORK/lab-mem2.log m3=$RSWAP_WORK/lab-mem3.log
+	grep -a -E '^memserver: [^s]' "$m1" "$m2" "$m3" | sed 's/^/  /' | tail -30 || true
+	collect "$console" "${LAB_TESTS[*]}" "$console" "$m1" "$m2" "$m3"
+	if [[ " ${LAB_TESTS[*]} " == *" lab_pair "* ]]; then
+		c2=$RSWAP_WORK/lab-compute2-lab_pair_b.log
+		grep -a -E '^\[lab_pair_b\] ' "$c2" 2>/dev/null | sed 's/^/  /' || true
+		collect "$c2" lab_pair_b "$c2"
+		used() { grep -a -o 'pages_used=[0-9]*' "$1" | cut -d= -f2 | sort -n | tail -1; }
+		for n in 1 2 3; do
+			m=$RSWAP_WORK/lab-mem$n.log
+			host_check lab_pair_memserver$n "node $n served compute node 2 (10.77.$n.3) too ($(grep -a -o "peer=10.77.$n.[13] region_mib=[0-9]*" "$m" | sort -u | tr '\n' ' ')); up to $(used "$m") pages used" \
+				grep -a -q -E "peer=10.77.$n.3 .*pages_used=[1-9]" "$m"
+		done
+	fi
+	if [[ " ${LAB_TESTS[*]} " == *" lab_chain "* ]]; then
+		host_check lab_chain_memserver "node 3 served compute node 1 through node 2 (peer 10.77.2.1)" \
+			grep -a -q -E 'peer=10.77.2.1 .*pages_used=[1-9]' "$m3"
 	fi
 	if [[ " ${LAB_TESTS[*]} " == *" lab_one "* ]]; then
 		host_check lab_one_memserver_frees_region "rmmod released the region and memserver freed it" \

@@ -5,14 +5,16 @@
 param() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 pool=$(param rswap.pool)
 # Regions of up to 128 MiB (the lab's compute node asks up to 256 per
-# server); without region-mib a node would get a fair share, pool / max-nodes.
+# server); without region-mib (rswap.region=fair) each node gets a fair
+# share, pool / max-nodes.
 region=128
 [ "$pool" -lt "$region" ] && region=$pool
+[ "$(param rswap.region)" = fair ] && region=
 conf=/tmp/memserver.toml
 {
 	echo "listen = \"$(param rswap.ip):7471\""
 	echo "pool-mib = $pool"
-	echo "region-mib = $region"
+	[ -n "$region" ] && echo "region-mib = $region"
 	echo "max-nodes = 4"
 	# A node connects 2 x CPUs queues; a flood from one address is cut
 	# down to 20 requests a second (lab_one floods it).
