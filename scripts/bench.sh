@@ -13,6 +13,7 @@ results=$RSWAP_ROOT/tests/results.md
 rows=()
 perf=""
 policies=""
+timeline=""
 trap 'lab_stop' EXIT
 
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
@@ -44,12 +45,23 @@ for mode in "${MODES[@]}"; do
 	rdma2) lab_bench bench_rdma 2 ;;
 	rdma2_slow) lab_bench bench_rdma 2 1:40mbit 2:10mbit ;;
 	perftest) lab_bench bench_perftest 1 ;;
-	policies) lab_bench bench_policies 2 1:40mbit 2:10mbit ;;
+	policies) lab_bench bench_policies,bench_timeline 2 1:40mbit 2:10mbit ;;
 	*) die "unknown mode $mode" ;;
 	esac
 	grep -a -q "^RSWAP-RESULT bench_\w* PASS" "$console" || die "$mode failed; see $console"
 	if [ "$mode" = policies ]; then
+		grep -a -q "^RSWAP-RESULT bench_timeline PASS" "$console" || die "bench_timeline failed; see $console"
 		policies=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
+		timeline=$(grep -a '^RSWAP-BENCH-TIMELINE ' "$console")
+		# The plots: per-server traffic over time, next to the tables.
+		(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p benchplot) || die "cargo build of benchplot failed"
+		plot=$RSWAP_ROOT/target/release/benchplot
+		grep -a 'RSWAP-TS run=[a-z]*-\(capacity\|weighted\|tiered\) ' "$console" | grep -a -v 'run=\(interference\|blackout\)' >"$RSWAP_WORK/ts-policies.txt"
+		grep -a 'RSWAP-TS run=\(interference\|blackout\)' "$console" >"$RSWAP_WORK/ts-timeline.txt"
+		"$plot" "$RSWAP_WORK/ts-policies.txt" "$RSWAP_ROOT/tests/results-policies.svg" \
+			"rswap placement policies: node 1 at 40 mbit, node 2 at 10 mbit" || die "plotting failed"
+		"$plot" "$RSWAP_WORK/ts-timeline.txt" "$RSWAP_ROOT/tests/results-timeline.svg" \
+			"rswap under interference (node 2 busy 20-60 s) and a 10 s blackout of link 2 (from 20 s)" || die "plotting failed"
 		continue
 	fi
 	if [ "$mode" = perftest ]; then
@@ -88,6 +100,12 @@ done
 			f=$(val fast_loads "$l") s=$(val slow_loads "$l")
 			echo "| $(val workload "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $((100 * f / (f + s + 1)))% | $(val fast_stores "$l") / $(val slow_stores "$l") | $(val promotions "$l") | $(val demotions "$l") | $(val mismatches "$l") |"
 		done <<<"$policies"
+		echo
+		echo "Per-server traffic over time in each run: [results-policies.svg](results-policies.svg)."
+		echo "Interference and blackout runs ([results-timeline.svg](results-timeline.svg)), 24 MiB, three random passes:"
+		while read -r l; do
+			echo "- $(val run "$l"): swap-in $(val swapin_mib_s "$l") MiB/s, run $(val seconds "$l") s, fault p50/p99 $(val fault_p50_us "$l")/$(val fault_p99_us "$l") us, mismatches $(val mismatches "$l"), lost $(val lost "$l")"
+		done <<<"$timeline"
 	fi
 	if [ -n "$perf" ]; then
 		echo

@@ -4,6 +4,9 @@
 //! - `rswapctl top [--interval S] [--count N]`: the same, refreshed every
 //!   S seconds (default 1) with rates over each interval, N times (default:
 //!   until interrupted).
+//! - `rswapctl record [--interval S] [--count N]`: every S seconds, one
+//!   line per memory server (`record t=... server=... stores_s=...`) for
+//!   scripts and the benchmark's plots.
 //!
 //! Both take `--debugfs DIR` (default /sys/kernel/debug) and `--sysfs DIR`
 //! (default /sys). Needs root (debugfs). Exit status: 0, 1 if there is
@@ -16,8 +19,15 @@ use std::path::PathBuf;
 use std::process::exit;
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Command {
+    Status,
+    Top,
+    Record,
+}
+
 struct Args {
-    top: bool,
+    cmd: Command,
     interval: f64,
     count: Option<u64>,
     debugfs: PathBuf,
@@ -27,21 +37,22 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!("rswapctl: {msg}");
     eprintln!(
-        "usage: rswapctl status|top [--interval S] [--count N] [--debugfs DIR] [--sysfs DIR]"
+        "usage: rswapctl status|top|record [--interval S] [--count N] [--debugfs DIR] [--sysfs DIR]"
     );
     exit(2)
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> Args {
-    let top = match it.next().as_deref() {
-        Some("status") => false,
-        Some("top") => true,
+    let cmd = match it.next().as_deref() {
+        Some("status") => Command::Status,
+        Some("top") => Command::Top,
+        Some("record") => Command::Record,
         Some("-h" | "--help") => usage("shows rswap's statistics"),
         Some(other) => usage(&format!("unknown command {other}")),
         None => usage("a command is needed"),
     };
     let mut a = Args {
-        top,
+        cmd,
         interval: 1.0,
         count: None,
         debugfs: PathBuf::from("/sys/kernel/debug"),
@@ -72,8 +83,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> Args {
             _ => usage(&format!("unknown option {k}")),
         }
     }
-    if !a.top && a.count.is_some() {
-        usage("--count is for top");
+    if a.cmd == Command::Status && a.count.is_some() {
+        usage("--count is for top and record");
     }
     a
 }
@@ -88,10 +99,11 @@ fn snapshot(a: &Args) -> stats::Snapshot {
 fn main() {
     let a = parse(std::env::args().skip(1));
     let mut prev = snapshot(&a);
-    if !a.top {
+    if a.cmd == Command::Status {
         print!("{}", view::render(&prev, None));
         return;
     }
+    let start = Instant::now();
     let mut t = Instant::now();
     let mut n = 0;
     loop {
@@ -99,8 +111,15 @@ fn main() {
         let now = snapshot(&a);
         let secs = t.elapsed().as_secs_f64();
         t = Instant::now();
-        // Clear the screen and home the cursor, as top does.
-        print!("\x1b[2J\x1b[H{}", view::render(&now, Some((&prev, secs))));
+        if a.cmd == Command::Top {
+            // Clear the screen and home the cursor, as top does.
+            print!("\x1b[2J\x1b[H{}", view::render(&now, Some((&prev, secs))));
+        } else {
+            let t = start.elapsed().as_secs_f64();
+            print!("{}", view::record(&now, &prev, secs, t));
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
         prev = now;
         n += 1;
         if a.count.is_some_and(|c| n >= c) {
@@ -120,11 +139,13 @@ mod tests {
     #[test]
     fn parses_commands() {
         let a = args("top --interval 0.5 --count 3 --debugfs /d");
-        assert!(a.top);
+        assert_eq!(a.cmd, Command::Top);
         assert_eq!(a.interval, 0.5);
         assert_eq!(a.count, Some(3));
         assert_eq!(a.debugfs, PathBuf::from("/d"));
         let a = args("status");
-        assert!(!a.top && a.count.is_none());
+        assert!(a.cmd == Command::Status && a.count.is_none());
+        let a = args("record --interval 2");
+        assert_eq!((a.cmd, a.interval), (Command::Record, 2.0));
     }
 }

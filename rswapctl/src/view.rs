@@ -170,6 +170,34 @@ pub fn render(now: &Snapshot, prev: Option<(&Snapshot, f64)>) -> String {
     out
 }
 
+/// One machine-readable line per server for the interval since `prev`
+/// (`secs` long), ending `t` seconds into the recording: what `rswapctl
+/// record` prints and the benchmark's plots read. Rates are pages per
+/// second; loads exclude the reads of pages moved away.
+pub fn record(now: &Snapshot, prev: &Snapshot, secs: f64, t: f64) -> String {
+    let mut out = String::new();
+    let loads = |m: &Counters| c(m, "reads").saturating_sub(c(m, "moved_out"));
+    for s in &now.servers {
+        let old = server_before(Some(prev), s);
+        let rate = |v: u64, o: u64| v.saturating_sub(o) as f64 / secs.max(0.001);
+        let _ = writeln!(
+            out,
+            "record t={t:.1} server={} endpoint={} up={} pages={} stores_s={:.0} loads_s={:.0} \
+             read_lat_us={} write_lat_us={} placement={}",
+            s.index + 1,
+            s.endpoint,
+            s.get("up"),
+            s.get("pages"),
+            rate(s.get("stores"), old.map_or(0, |o| c(o, "stores"))),
+            rate(loads(&s.counters), old.map_or(0, loads)),
+            s.get("read_lat_ewma_us"),
+            s.get("write_lat_ewma_us"),
+            now.placement.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +247,22 @@ mod tests {
         let line1 = out.lines().find(|l| l.starts_with("1 ")).unwrap();
         assert!(line1.contains("100%") && line1.contains("50/s"), "{line1}");
         assert!(out.contains("over the last interval"), "{out}");
+    }
+
+    #[test]
+    fn records_rates_per_server() {
+        let out = record(&snap([175, 25]), &snap([75, 25]), 2.0, 4.0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].starts_with("record t=4.0 server=1 endpoint=10.77.1.2:7471 up=1")
+                && lines[0].contains(" stores_s=50 ")
+                && lines[0].ends_with("placement=tiered"),
+            "{out}"
+        );
+        assert!(
+            lines[1].contains(" up=0 ") && lines[1].contains(" stores_s=0 "),
+            "{out}"
+        );
     }
 }

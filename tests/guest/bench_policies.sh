@@ -2,7 +2,8 @@
 # the lab with memory node 2's link at 1/4 of node 1's rate (bench.sh
 # policies). Each run: 24 MiB walker under memory.max=6M, one random
 # pass, 12 MiB from each node (so the fast node cannot hold everything);
-# skewed (Zipf-like, --skew 3) and uniform.
+# skewed (Zipf-like, --skew 3) and uniform. Per-server traffic is
+# recorded every second (rswapctl record) for the plots.
 . /tests/lib.sh
 for wl in skewed uniform; do
 	for pol in capacity weighted tiered; do
@@ -10,7 +11,9 @@ for wl in skewed uniform; do
 		swap_on || fail "swapon"
 		args="--mib 24 --random-passes 1 --seed 7"
 		[ $wl = skewed ] && args="$args --skew 3"
+		record_start "$wl-$pol"
 		walk 6M $args || fail "$pol $wl: pagewalker exit $?"
+		record_stop
 		# Loads served by each node, without the moves' own reads.
 		f=$(($(rstat 0 reads) - $(rstat 0 moved_out))) s=$(($(rstat 1 reads) - $(rstat 1 moved_out)))
 		echo "RSWAP-BENCH-POLICY policy=$pol workload=$wl fast_loads=$f slow_loads=$s" \

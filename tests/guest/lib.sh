@@ -107,6 +107,13 @@ load_rdma() { insmod /modules/rswap.ko && insmod /modules/rswap_rdma.ko secret="
 unload_rdma() { rmmod rswap_rdma && rmmod rswap; }
 # Counter of server N (0-based) of rswap_rdma.
 rstat() { cat $DBG/rswap_rdma/server$1-*/$2 2>/dev/null || echo -1; }
+# Records per-server traffic every second (rswapctl record) on the console,
+# tagged "RSWAP-TS run=<tag>", until record_stop: the benchmark plots it.
+record_start() { # record_start <tag>
+	rswapctl record --interval 1 | while read -r l; do echo "RSWAP-TS run=$1 $l"; done &
+	REC=$!
+}
+record_stop() { kill "$REC" 2>/dev/null; killall rswapctl 2>/dev/null; wait "$REC" 2>/dev/null; }
 # Asks the host to kill memory node N, then waits until it stops answering.
 lab_kill() {
 	echo "RSWAP-LAB kill $1"
