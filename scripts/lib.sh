@@ -248,6 +248,12 @@ lab_qemu() { # lab_qemu <console> <mem> <smp> <append> <qemu args...>
 		</dev/null >/dev/null 2>&1 &
 }
 
+# Memory nodes run no rswap module, only memserver and upstream code (rxe):
+# they boot the debug kernel with SLUB debugging, KFENCE and lockdep's
+# proving off, which cost them most of their time under TCG (every RoCE
+# packet is an skb allocation). The compute nodes keep all of it.
+LAB_MEM_DEBUG=${LAB_MEM_DEBUG-slub_debug=- kfence.sample_interval=0 lockdep.prove_locking=0}
+
 lab_port() { echo $((LAB_PORT + 40 * ($1 - 1) + 2 * $2)); } # lab_port <compute> <memory node>
 LAB_CHAIN_PORT=$((LAB_PORT + 90)) # node 2's side of the 2-3 link; node 3's is the next
 
@@ -268,7 +274,7 @@ lab_mem_start() { # lab_mem_start <n> <pool_mib> [rswap.allow=... rswap.shape=..
 			-device virtio-net-pci,netdev=up,mac=52:54:00:77:03:04)
 	fi
 	lab_qemu "$RSWAP_WORK/lab-mem$n.log" 384M 1 \
-		"rswap.role=mem rswap.ip=10.77.$n.2 rswap.pool=$pool rswap.secret=$LAB_SECRET $*" \
+		"$LAB_MEM_DEBUG rswap.role=mem rswap.ip=10.77.$n.2 rswap.pool=$pool rswap.secret=$LAB_SECRET $*" \
 		-netdev hubport,id=nic,hubid=0 \
 		-device virtio-net-pci,netdev=nic,mac="$(printf '52:54:00:77:%02x:02' "$n")" "${net[@]}"
 	LAB_PID[$n]=$!
