@@ -7,7 +7,7 @@
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=2000 loss_timeout_s=5 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 rm -f /tmp/go
-walk 8M --mib 32 --random-passes 1 --lost-ok --pause /tmp/go &
+walk 8M --mib 24 --random-passes 1 --lost-ok --pause /tmp/go &
 wpid=$!
 # Wait for the write phase to end (the walker announces its pause).
 i=0
@@ -33,7 +33,7 @@ expect "no store went to dead node 2" "$(rstat 1 writes)" -eq "$writes2"
 # Now node 1 dies during a run.
 out0=$(vmstat pswpout)
 (sleep 8; lab_kill 1) &
-walk 8M --mib 32 --random-passes 1 --seed 6
+walk 8M --mib 24 --random-passes 1 --seed 6
 rc=$?
 note "walker during the kill exited $rc"
 expect "walker: clean exit or SIGBUS, never wrong data" "$(grep -c MISMATCH /tmp/walk.out)" -eq 0

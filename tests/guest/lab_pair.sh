@@ -21,7 +21,7 @@ until echo go | nc -w 2 "$PEER" 7992 2>/dev/null; do
 	sleep 2
 done
 note "compute node 2 is ready (after ~$((2 * i)) s); both walk now"
-walk 8M --mib 20 --random-passes 0 --seed 41 || fail "pagewalker exit $?"
+walk 6M --mib 16 --random-passes 0 --seed 41 || fail "pagewalker exit $?"
 expect "data verified" "$(walkval mismatches)" -eq 0
 s0=$(rstat 0 stores) s1=$(rstat 1 stores) s2=$(rstat 2 stores) all=$((s0 + s1 + s2 + 1))
 note "stores: node1 $s0 node2 $s1 node3 $s2"

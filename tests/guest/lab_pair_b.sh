@@ -7,7 +7,7 @@ swap_on || fail "swapon"
 note "ready; waiting for compute node 1's go"
 timeout 600 nc -l -p 7992 >/tmp/go 2>/dev/null
 grep -q go /tmp/go || fail "no go from compute node 1"
-walk 8M --mib 20 --random-passes 0 --seed 42 || fail "pagewalker exit $?"
+walk 6M --mib 16 --random-passes 0 --seed 42 || fail "pagewalker exit $?"
 expect "data verified" "$(walkval mismatches)" -eq 0
 note "stores: node1 $(rstat 0 stores) node2 $(rstat 1 stores) node3 $(rstat 2 stores)"
 for n in 0 1 2; do

@@ -1,4 +1,4 @@
-# Module lifetime: 50 rounds of swapon / walk / swapoff race a loop that
+# Module lifetime: 30 rounds of swapon / walk / swapoff race a loop that
 # loads rswap and rswap_dram, keeps them a random while, and unloads them
 # as soon as it can (retrying while swap is on). The races this exercises:
 # swapon against rswap's init and exit, swapoff against rmmod, and backend
@@ -6,7 +6,7 @@
 # freed while frontswap can call it (kernel patch 0015), every walk
 # verifies byte for byte, and the kernel log stays clean.
 . /tests/lib.sh
-ROUNDS=50
+ROUNDS=30
 STOP=/tmp/lifetime.stop
 rm -f "$STOP"
 (
