@@ -92,7 +92,7 @@ done
 		echo
 		echo "Placement policies (bench.sh policies): 2 memory nodes, node 2's link at 10 mbit vs node 1's 40 mbit"
 		echo "(both ends, tbf); pagewalker --mib 24 --random-passes 1 --seed 7 [--skew 3] under memory.max=6M;"
-		echo "mib_per_server=12, so node 1 cannot hold every page. Loads from node 1 exclude the moves' own reads."
+		echo "mib_per_server=16: node 1 can hold most of the ~18 MiB swapped, not all. Loads from node 1 exclude the moves' own reads."
 		echo
 		echo "| workload | policy | swap-in MiB/s | run s | fault p50 us | fault p99 us | loads from node 1 | stores node 1 / node 2 | promotions | demotions | mismatches |"
 		echo "|---|---|---|---|---|---|---|---|---|---|---|"

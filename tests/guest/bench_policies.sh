@@ -1,13 +1,16 @@
 # Benchmark: the placement policies on the same workloads, in one boot of
 # the lab with memory node 2's link at 1/4 of node 1's rate (bench.sh
 # policies). Each run: 24 MiB walker under memory.max=6M, one random
-# pass, 12 MiB from each node (so the fast node cannot hold everything);
-# skewed (Zipf-like, --skew 3) and uniform. Per-server traffic is
+# pass, 16 MiB from each node: the fast node can hold most of the ~18 MiB
+# swapped, not all of it, so placement has a choice (with 12 MiB each
+# both nodes fill up and every policy is forced to an even split);
+# skewed (Zipf-like, --skew 3) and uniform (rswap.workloads= picks). Per-server traffic is
 # recorded every second (rswapctl record) for the plots.
 . /tests/lib.sh
-for wl in skewed uniform; do
+wls=$(param rswap.workloads | tr ',' ' ')
+for wl in ${wls:-skewed uniform}; do
 	for pol in capacity weighted tiered; do
-		load_rdma servers="$(server 1),$(server 2)" mib_per_server=12 placement=$pol || fail "insmod $pol"
+		load_rdma servers="$(server 1),$(server 2)" mib_per_server=16 placement=$pol || fail "insmod $pol"
 		swap_on || fail "swapon"
 		args="--mib 24 --random-passes 1 --seed 7"
 		[ $wl = skewed ] && args="$args --skew 3"
