@@ -59,7 +59,7 @@ for mode in "${MODES[@]}"; do
 		# The plots: per-server traffic over time, next to the tables.
 		(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p benchplot) || die "cargo build of benchplot failed"
 		plot=$RSWAP_ROOT/target/release/benchplot
-		grep -a 'RSWAP-TS run=[a-z]*-\(capacity\|weighted\|tiered\) ' "$console" | grep -a -v 'run=\(interference\|blackout\)' >"$RSWAP_WORK/ts-policies.txt"
+		grep -a 'RSWAP-TS run=\(skewed\|uniform\)-' "$console" >"$RSWAP_WORK/ts-policies.txt"
 		grep -a 'RSWAP-TS run=\(interference\|blackout\)' "$console" >"$RSWAP_WORK/ts-timeline.txt"
 		"$plot" "$RSWAP_WORK/ts-policies.txt" "$RSWAP_ROOT/tests/results-policies.svg" \
 			"rswap placement policies: node 1 at 8 mbit, node 2 at 2 mbit" || die "plotting failed"
