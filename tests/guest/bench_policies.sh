@@ -4,12 +4,14 @@
 # pass, 16 MiB from each node: the fast node can hold most of the ~18 MiB
 # swapped, not all of it, so placement has a choice (with 12 MiB each
 # both nodes fill up and every policy is forced to an even split);
-# skewed (Zipf-like, --skew 3) and uniform (rswap.workloads= picks). Per-server traffic is
-# recorded every second (rswapctl record) for the plots.
+# skewed (Zipf-like, --skew 3) and uniform (rswap.workloads= picks; and
+# rswap.policies= the policies). Per-server traffic is recorded every
+# second (rswapctl record) for the plots.
 . /tests/lib.sh
 wls=$(param rswap.workloads | tr ',' ' ')
+pols=$(param rswap.policies | tr ',' ' ')
 for wl in ${wls:-skewed uniform}; do
-	for pol in capacity weighted tiered; do
+	for pol in ${pols:-capacity weighted tiered}; do
 		load_rdma servers="$(server 1),$(server 2)" mib_per_server=16 placement=$pol || fail "insmod $pol"
 		swap_on || fail "swapon"
 		args="--mib 24 --random-passes 1 --seed 7"
