@@ -7,8 +7,8 @@
 //!   - `capacity`: with probability proportional to its free slots, so
 //!     pages spread in proportion to free capacity and a fuller server is
 //!     used less;
-//!   - `weighted`: in proportion to each server's measured service rate,
-//!     1/loaded latency ([`rebalance`]);
+//!   - `weighted`: by shares that a feedback loop steers toward equal
+//!     loaded latency across servers ([`rebalance`]);
 //!   - `tiered`: hot pages on the fastest server, the others by weight,
 //!     with background promotion and demotion (tier.rs).
 //!   It keeps no chunk state; the cost is one random draw per store. When
@@ -39,7 +39,7 @@ use kernel::prelude::*;
 pub(crate) enum Policy {
     /// In proportion to free slots: the baseline.
     Capacity,
-    /// In proportion to each server's measured service rate (see
+    /// By shares steered toward equal loaded latency (see
     /// [`rebalance`]).
     Weighted,
     /// Hot pages on the fastest server, the rest by weight, pages moved
@@ -140,48 +140,61 @@ pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
     l.map(|l| l.min(MAX_LATENCY_NS))
 }
 
-/// The weighted policy's shares, refreshed every recovery period. A
-/// server's service rate is what one of its queues completes per second
-/// at its measured loaded latency, 1/latency (Little's law); its target
-/// share is its rate over the sum, so a server with a 4x slower link gets
-/// a fifth of the pages and a fast one whose latency rises under load
-/// gets less, which moves toward equal loaded latency (Colloid's goal,
-/// SOSP'24) without starving anyone. Shares move a quarter of the way to
-/// the target per period (about a second to settle), none below about
-/// [`MIN_SHARE_PPM`] (the floor is applied before normalising). Servers
-/// that are down or full get none (capacity bounds the share); one
-/// without samples yet gets the mean rate.
+/// The weighted policy's shares, refreshed every recovery period: a
+/// feedback loop toward equal loaded latency (Colloid's goal, SOSP'24).
+/// Each period, with `L` the share-weighted mean latency, a server's share
+/// is multiplied by `3/4 + L / (4 * latency)` (a quarter step of
+/// `L / latency`) and the shares are normalised: a server slower than the
+/// mean loses share, a faster one gains, until their loaded latencies
+/// meet. Where they cannot meet (a 4x slower link stays slower however
+/// little it carries), the fast server's share keeps growing until its own
+/// queueing slows it, or it is full: capacity bounds the share, since a
+/// full server is not drawn (see [`pick`]) yet keeps its share for when it
+/// has room again. None falls below about [`MIN_SHARE_PPM`], so every
+/// server keeps being measured and one that got faster is noticed. A
+/// server that is down gets none; one that comes (back) up starts at an
+/// even share; one without samples yet counts at the mean latency.
 pub(crate) fn rebalance(servers: &[Server]) {
-    let eligible = |s: &Server| s.usable() && s.free_pages() > 0;
-    // 10^12 / latency, latency at least 1 us: at most 10^9.
-    let rate = |s: &Server| latency_ns(s).map(|l| 1_000_000_000_000 / l.max(1000));
-    let (mut known, mut sum) = (0u64, 0u64);
-    for s in servers.iter().filter(|s| eligible(s)) {
-        if let Some(r) = rate(s) {
-            known += 1;
-            sum += r;
-        }
-    }
-    let mean = if known > 0 { sum / known } else { 1 };
-    let mut rates = [0u64; crate::params::MAX_SERVERS];
-    for (i, s) in servers.iter().enumerate().filter(|(_, s)| eligible(s)) {
-        rates[i] = rate(s).unwrap_or(mean).max(1);
-    }
-    let total: u64 = rates.iter().sum();
-    if total == 0 {
+    let n = servers.iter().filter(|s| s.usable()).count() as u64;
+    if n == 0 {
         return;
     }
+    let mut share = [0u64; crate::params::MAX_SERVERS];
+    let mut lat = [None; crate::params::MAX_SERVERS];
+    for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.usable()) {
+        share[i] = match s.stats.share_ppm.load(Ordering::Relaxed) {
+            0 => PPM / n,
+            v => v,
+        };
+        lat[i] = latency_ns(s).map(|l| l.max(1000));
+    }
+    let total: u64 = share.iter().sum();
+    // Share-weighted mean of the known latencies; at most 10 s x 10^6.
+    let (mut num, mut den) = (0u64, 0u64);
+    for i in 0..servers.len() {
+        if let Some(l) = lat[i] {
+            num += share[i] * (l / 1000);
+            den += share[i];
+        }
+    }
+    let mean = if den > 0 {
+        (num / den).max(1) * 1000
+    } else {
+        0
+    };
     let mut next = [0u64; crate::params::MAX_SERVERS];
-    for (i, s) in servers.iter().enumerate() {
-        if rates[i] == 0 {
+    for i in 0..servers.len() {
+        if share[i] == 0 {
             continue;
         }
-        let target = (rates[i] * PPM / total).max(MIN_SHARE_PPM);
-        next[i] = match s.stats.share_ppm.load(Ordering::Relaxed) {
-            0 => target,
-            old if target >= old => old + (target - old) / 4,
-            old => old - (old - target) / 4,
+        // Normalised to parts per million of the old total, then stepped.
+        let old = share[i] * PPM / total.max(1);
+        let stepped = match lat[i] {
+            // old <= 10^6, l <= 10^10 and mean <= 10^10: below 2^64.
+            Some(l) if mean > 0 => old * (3 * (l / 1000) + mean / 1000) / (4 * (l / 1000)),
+            _ => old,
         };
+        next[i] = stepped.max(MIN_SHARE_PPM);
     }
     let sum: u64 = next.iter().sum();
     for (i, s) in servers.iter().enumerate() {
@@ -531,11 +544,6 @@ impl Placement {
         old.map_or(false, |v| v & (PLACE | MOVING) == p.encode())
     }
 
-    /// Ends a move of `key` from `from`: with `to`, points the key at its
-    /// copy (keeping the referenced flag, or setting it when `referenced`);
-    /// with None, leaves it at `from`. False if the key no longer is the
-    /// page whose move began (it was invalidated, maybe stored again):
-    /// then nothing changed and the copy must be freed.
     /// Puts back a finished move of `key` from `to` to `from` (the copy's
     /// server was retired before the move was done with it); false if the
     /// key is no longer at `to`.
@@ -546,6 +554,11 @@ impl Placement {
         old.map_or(false, |v| v & (PLACE | MOVING) == to.encode())
     }
 
+    /// Ends a move of `key` from `from`: with `to`, points the key at its
+    /// copy (keeping the referenced flag, or setting it when `referenced`);
+    /// with None, leaves it at `from`. False if the key no longer is the
+    /// page whose move began (it was invalidated, maybe stored again):
+    /// then nothing changed and the copy must be freed.
     pub(crate) fn end_move(
         &self,
         key: u64,
