@@ -3,8 +3,8 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies (default: all
-#   but policies, which has its own table)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed
+#   (default: all but policies, tight and mixed, which have their own tables)
 source "$(dirname "$0")/lib.sh"
 MODES=(disk zswap dram rdma1 rdma2 rdma2_slow perftest)
 [ $# -gt 0 ] && MODES=("$@")
@@ -13,17 +13,22 @@ results=$RSWAP_ROOT/tests/results.md
 rows=()
 perf=""
 policies=""
+mixed=""
 timeline=""
 trap 'lab_stop' EXIT
 
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
-# One lab run: memory nodes 1..<nodes>, each "<n>:<rate>" shaped if a rate
-# is given, and the compute node running <script>.
-lab_bench() { # lab_bench <script> <nodes> [n:rate ...]
+# One lab run: memory nodes 1..<nodes>, each "<n>:<rate>[:<delay ms>]"
+# shaped if a rate is given (net.sh, both ends), and the compute node
+# running <script>.
+lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 	local script=$1 nodes=$2 shape="" n extra
 	shift 2
-	for s in "$@"; do shape="$shape,${s%%:*}:${s#*:}:0"; done
+	for s in "$@"; do
+		[[ $s == *:*:* ]] || s=$s:0
+		shape="$shape,$s"
+	done
 	shape=${shape#,}
 	for n in $(seq "$nodes"); do
 		extra=()
@@ -32,7 +37,7 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate ...]
 		lab_mem_start "$n" 160 "${extra[@]}"
 	done
 	for n in $(seq "$nodes"); do lab_mem_wait "$n" || die "memory node $n did not start"; done
-	console=$(lab_compute "$nodes" "$script" 2400 "rswap.servers=$nodes" ${shape:+rswap.shape=$shape})
+	console=$(lab_compute "$nodes" "$script" 2400 "rswap.servers=$nodes" ${shape:+rswap.shape=$shape} $BENCH_ARGS)
 	lab_stop
 }
 
@@ -49,12 +54,18 @@ for mode in "${MODES[@]}"; do
 	# MiB/s, below 40 vs 10 mbit, where tbf passed every burst at once and
 	# both nodes measured the same latency.
 	policies) lab_bench bench_policies,bench_timeline 2 1:8mbit 2:2mbit ;;
+	# The three-node mixed lab: node 2 at 1/4 of node 1's rate, node 3 at
+	# node 1's rate with 5 ms more each way (about 4x node 1's latency).
+	mixed) BENCH_ARGS="rswap.mib=16" lab_bench bench_policies 3 1:8mbit 2:2mbit 3:8mbit:5 ;;
+	# The same 4:1 nodes with 16 MiB each: the fast node cannot hold
+	# every page, so only the tiered policy can choose which it keeps.
+	tight) BENCH_ARGS="rswap.mib=16 rswap.workloads=skewed" lab_bench bench_policies 2 1:8mbit 2:2mbit ;;
 	*) die "unknown mode $mode" ;;
 	esac
 	grep -a -q "^RSWAP-RESULT bench_\w* PASS" "$console" || die "$mode failed; see $console"
 	if [ "$mode" = policies ]; then
 		grep -a -q "^RSWAP-RESULT bench_timeline PASS" "$console" || die "bench_timeline failed; see $console"
-		policies=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
+		policies+=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")$'\n'
 		timeline=$(grep -a '^RSWAP-BENCH-TIMELINE ' "$console")
 		# The plots: per-server traffic over time, next to the tables.
 		(cd "$RSWAP_ROOT" && cargo build -q --release --locked -p benchplot) || die "cargo build of benchplot failed"
@@ -65,6 +76,14 @@ for mode in "${MODES[@]}"; do
 			"rswap placement policies: node 1 at 8 mbit, node 2 at 2 mbit" || die "plotting failed"
 		"$plot" "$RSWAP_WORK/ts-timeline.txt" "$RSWAP_ROOT/tests/results-timeline.svg" \
 			"rswap under interference (node 2 busy 20-60 s) and a 10 s blackout of link 2 (from 20 s)" || die "plotting failed"
+		continue
+	fi
+	if [ "$mode" = tight ]; then
+		policies+=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")$'\n'
+		continue
+	fi
+	if [ "$mode" = mixed ]; then
+		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
 	if [ "$mode" = perftest ]; then
@@ -93,15 +112,17 @@ done
 	fi
 	if [ -n "$policies" ]; then
 		echo
-		echo "Placement policies (bench.sh policies): 2 memory nodes, node 2's link at 2 mbit vs node 1's 8 mbit"
-		echo "(both ends, tbf); pagewalker --mib 24 --random-passes 1 --seed 7 [--skew 3] under memory.max=6M;"
-		echo "mib_per_server=16: node 1 can hold most of the ~18 MiB swapped, not all. Loads from node 1 exclude the moves' own reads."
+		echo "Placement policies (bench.sh policies, tight): 2 memory nodes, node 2's link at 2 mbit vs node 1's 8 mbit"
+		echo "(both ends, tbf); pagewalker --mib 24 --random-passes 1 --seed 7 [--skew 3] under memory.max=6M (about"
+		echo "24 MiB swapped); MiB per node 32 (either node can hold every page) or 16 (tight: node 1 holds at most two"
+		echo "thirds). Loads from node 1 exclude the moves' own reads; read latency is each node's moving average at the end."
 		echo
-		echo "| workload | policy | swap-in MiB/s | run s | fault p50 us | fault p99 us | loads from node 1 | stores node 1 / node 2 | promotions | demotions | mismatches |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		echo "| workload | MiB per node | policy | swap-in MiB/s | run s | fault p50 us | fault p99 us | loads from node 1 | stores node 1 / node 2 | read latency us 1 / 2 | promotions | demotions | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 		while read -r l; do
+			[ -n "$l" ] || continue
 			f=$(val fast_loads "$l") s=$(val slow_loads "$l")
-			echo "| $(val workload "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $((100 * f / (f + s + 1)))% | $(val fast_stores "$l") / $(val slow_stores "$l") | $(val promotions "$l") | $(val demotions "$l") | $(val mismatches "$l") |"
+			echo "| $(val workload "$l") | $(val mib_per_server "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $((100 * f / (f + s + 1)))% | $(val stores "$l" | sed "s|/| / |g") | $(val read_lat_us "$l" | sed "s|/| / |g") | $(val promotions "$l") | $(val demotions "$l") | $(val mismatches "$l") |"
 		done <<<"$policies"
 		echo
 		echo "Per-server traffic over time in each run: [results-policies.svg](results-policies.svg)."
@@ -109,6 +130,18 @@ done
 		while read -r l; do
 			echo "- $(val run "$l"): swap-in $(val swapin_mib_s "$l") MiB/s, run $(val seconds "$l") s, fault p50/p99 $(val fault_p50_us "$l")/$(val fault_p99_us "$l") us, mismatches $(val mismatches "$l"), lost $(val lost "$l")"
 		done <<<"$timeline"
+	fi
+	if [ -n "$mixed" ]; then
+		echo
+		echo "Placement policies in the three-node mixed lab (bench.sh mixed): node 1 at 8 mbit, node 2 at 2 mbit,"
+		echo "node 3 at 8 mbit with 5 ms more delay each way; the same walks; 16 MiB from each node (node 1 holds two thirds at most)."
+		echo "Loads exclude the moves' own reads; read latency is each node's moving average at the end of the run."
+		echo
+		echo "| workload | policy | swap-in MiB/s | run s | fault p50 us | fault p99 us | loads node 1 / 2 / 3 | stores node 1 / 2 / 3 | read latency us 1 / 2 / 3 | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			echo "| $(val workload "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val loads "$l" | sed 's|/| / |g') | $(val stores "$l" | sed 's|/| / |g') | $(val read_lat_us "$l" | sed 's|/| / |g') | $(val mismatches "$l") |"
+		done <<<"$mixed"
 	fi
 	if [ -n "$perf" ]; then
 		echo

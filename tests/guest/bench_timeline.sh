@@ -7,15 +7,6 @@
 # - blackout-capacity: placement=capacity; link 2 drops every packet for
 #   10 s from 20 s.
 . /tests/lib.sh
-# The bench's links are shaped (tbf, then netem as 10:): the blackout
-# turns that netem to 100% loss and back.
-dark() { # dark <seconds>
-	/usr/sbin/tc qdisc change dev eth1 parent 1:1 handle 10: netem delay 0ms loss 100% || fail "netem loss on eth1"
-	echo "RSWAP-LAB blackout of link 2 for $1 s"
-	sleep "$1"
-	/usr/sbin/tc qdisc change dev eth1 parent 1:1 handle 10: netem delay 0ms || fail "netem back on eth1"
-	echo "RSWAP-LAB link 2 back"
-}
 long_walk() { walk 6M --mib 24 --random-passes 3 --seed "$1" --lost-ok; }
 for run in interference-weighted blackout-capacity; do
 	pol=${run#*-}
@@ -31,7 +22,7 @@ for run in interference-weighted blackout-capacity; do
 			echo calm | nc -w 2 10.77.2.2 7990
 			echo "RSWAP-LAB busy 2 off"
 		else
-			dark 10
+			blackout 2 10
 		fi
 	) &
 	ev=$!

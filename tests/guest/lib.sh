@@ -122,15 +122,28 @@ lab_kill() {
 	note "memory node $1 is gone (after $i pings)"
 }
 # Drops every packet the compute node sends on link N for S seconds
-# (netem on its egress), as a flapping switch port would.
+# (netem on its egress), as a flapping switch port would. A shaped link
+# (net.sh: tbf, then netem as 10:) keeps its shaping: its netem turns to
+# 100% loss and back to its delay.
 blackout() { # blackout <link> <seconds>
-	local dev=eth$(($1 - 1))
-	/usr/sbin/tc qdisc add dev "$dev" root netem loss 100% || fail "netem on $dev"
+	local dev=eth$(($1 - 1)) netem delay
+	netem=$(/usr/sbin/tc qdisc show dev "$dev" | grep "^qdisc netem 10: ")
+	delay=$(echo "$netem" | sed -n 's/.* delay \([^ ]*\).*/\1/p')
+	if [ -n "$netem" ]; then
+		/usr/sbin/tc qdisc change dev "$dev" parent 1:1 handle 10: netem delay "${delay:-0ms}" loss 100%
+	else
+		/usr/sbin/tc qdisc add dev "$dev" root netem loss 100%
+	fi || fail "netem loss on $dev"
 	echo "RSWAP-LAB blackout of link $1 for $2 s"
 	sleep "$2"
-	/usr/sbin/tc qdisc del dev "$dev" root || fail "removing netem on $dev"
+	if [ -n "$netem" ]; then
+		/usr/sbin/tc qdisc change dev "$dev" parent 1:1 handle 10: netem delay "${delay:-0ms}"
+	else
+		/usr/sbin/tc qdisc del dev "$dev" root
+	fi || fail "netem back on $dev"
 	echo "RSWAP-LAB link $1 back"
 }
+
 # Starts a walker that pauses after its write phase; returns once paused.
 walk_paused() { # walk_paused <memory.max> <pagewalker args...>
 	rm -f /tmp/go /tmp/walk.out
