@@ -126,10 +126,12 @@ done
 		done <<<"$policies"
 		echo
 		echo "Per-server traffic over time in each run: [results-policies.svg](results-policies.svg)."
-		echo "Interference and blackout runs ([results-timeline.svg](results-timeline.svg)), 24 MiB, three random passes:"
-		while read -r l; do
-			echo "- $(val run "$l"): swap-in $(val swapin_mib_s "$l") MiB/s, run $(val seconds "$l") s, fault p50/p99 $(val fault_p50_us "$l")/$(val fault_p99_us "$l") us, mismatches $(val mismatches "$l"), lost $(val lost "$l")"
-		done <<<"$timeline"
+		if [ -n "$timeline" ]; then
+			echo "Interference and blackout runs ([results-timeline.svg](results-timeline.svg)), 24 MiB, three random passes:"
+			while read -r l; do
+				echo "- $(val run "$l"): swap-in $(val swapin_mib_s "$l") MiB/s, run $(val seconds "$l") s, fault p50/p99 $(val fault_p50_us "$l")/$(val fault_p99_us "$l") us, mismatches $(val mismatches "$l"), lost $(val lost "$l")"
+			done <<<"$timeline"
+		fi
 	fi
 	if [ -n "$mixed" ]; then
 		echo
