@@ -135,8 +135,8 @@ pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
         (Some(r), Some(w)) => Some((r + w) / 2),
         (r, w) => r.or(w),
     };
-    // At most 10 s, so the controller's products (share x latency) fit in
-    // 64 bits (the kernel has no 128-bit division).
+    // At most 10 s: a bound for debugfs and the tiered policy's
+    // comparisons.
     l.map(|l| l.min(MAX_LATENCY_NS))
 }
 
@@ -164,11 +164,13 @@ pub(crate) fn latency_ns(s: &Server) -> Option<u64> {
 /// estimate (an idle or full server) holds its last value, no more.
 pub(crate) fn rebalance(servers: &[Server]) {
     let eligible = |s: &Server| s.usable() && s.free_pages() > 0;
-    // 2^60 / latency_us^2, latency at least 1 us: at most 2^60 each.
+    // 2^62 / latency_ns^2 in ns, not whole us, so that 1.0 and 1.9 us
+    // differ on a real NIC; latency at least 100 ns: at most 2^62 / 10^4
+    // each.
     let weight = |s: &Server| {
         latency_ns(s).map(|l| {
-            let us = (l / 1000).max(1);
-            (WEIGHT_SCALE / us / us).max(1)
+            let ns = l.max(100);
+            (WEIGHT_SCALE / ns / ns).max(1)
         })
     };
     let (mut known, mut sum) = (0u64, 0u64);
@@ -184,7 +186,7 @@ pub(crate) fn rebalance(servers: &[Server]) {
         w[i] = weight(s).unwrap_or(mean).max(1);
     }
     // Scaled down until weight x PPM fits in 64 bits (at most 8 servers of
-    // 2^60 each: a few shifts).
+    // 2^62 / 10^4 each: a few shifts).
     let mut total: u64 = w.iter().sum();
     while total >= 1 << 44 {
         w.iter_mut().for_each(|x| *x >>= 1);
@@ -207,8 +209,9 @@ pub(crate) fn rebalance(servers: &[Server]) {
     }
 }
 
-/// The weights' scale, 2^60: a 1 us server weighs 2^60, a 10 s one 11.
-const WEIGHT_SCALE: u64 = 1 << 60;
+/// The weights' scale, 2^62: a 1 us server weighs 4.6 x 10^12, a 10 ms
+/// one 46116, anything past about 2 s the minimum, 1.
+const WEIGHT_SCALE: u64 = 1 << 62;
 
 /// Why a granted region is refused.
 pub(crate) enum RegionError {

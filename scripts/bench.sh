@@ -37,7 +37,7 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 		lab_mem_start "$n" 160 "${extra[@]}"
 	done
 	for n in $(seq "$nodes"); do lab_mem_wait "$n" || die "memory node $n did not start"; done
-	console=$(lab_compute "$nodes" "$script" 2400 "rswap.servers=$nodes" ${shape:+rswap.shape=$shape} $BENCH_ARGS)
+	console=$(lab_compute "$nodes" "$script" 2400 "rswap.servers=$nodes" ${shape:+rswap.shape=$shape} ${BENCH_ARGS:-})
 	lab_stop
 }
 
