@@ -20,6 +20,8 @@ pub(crate) struct Params {
     pub(crate) node_id: u64,
     /// How long a server may be unreachable before its pages are lost.
     pub(crate) loss_timeout_s: u32,
+    /// Use the servers' upstreams too (memserver --upstream).
+    pub(crate) follow_upstream: bool,
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -122,5 +124,6 @@ pub(crate) fn parse() -> Result<Params> {
         timeout_ms,
         node_id,
         loss_timeout_s,
+        follow_upstream: params::follow_upstream(),
     })
 }

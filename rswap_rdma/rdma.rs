@@ -463,7 +463,7 @@ impl Drop for Pd {
 // Connections.
 
 /// An IPv4 address and port.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub(crate) ip: [u8; 4],
     pub(crate) port: u16,
@@ -1013,6 +1013,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_node_id() -> c_ulong;
         fn rswap_rdma_param_loss_timeout_s() -> c_uint;
         fn rswap_rdma_param_placement() -> c_int;
+        fn rswap_rdma_param_follow_upstream() -> bool;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -1052,6 +1053,11 @@ pub(crate) mod params {
     pub(crate) fn node_id() -> u64 {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_node_id() as u64 }
+    }
+
+    pub(crate) fn follow_upstream() -> bool {
+        // SAFETY: as above.
+        unsafe { rswap_rdma_param_follow_upstream() }
     }
 
     pub(crate) fn loss_timeout_s() -> u32 {

@@ -40,6 +40,10 @@ static unsigned int loss_timeout_s = 30;
 module_param(loss_timeout_s, uint, 0444);
 MODULE_PARM_DESC(loss_timeout_s, "How long a server may be unreachable before its pages are declared lost; faults on its pages wait up to this long while its queues are rebuilt, in s (1-3600, default 30)");
 
+static bool follow_upstream;
+module_param(follow_upstream, bool, 0444);
+MODULE_PARM_DESC(follow_upstream, "Also use the memory each server re-exports from its upstream memory node (memserver --upstream), reached through that server (default N)");
+
 /*
  * placement= is writable at run time (0644), so it has its own set/get:
  * the policy is one int, read once per decision by the Rust side.
@@ -87,6 +91,8 @@ unsigned int rswap_rdma_param_timeout_ms(void);
 unsigned int rswap_rdma_param_timeout_ms(void) { return timeout_ms; }
 unsigned long rswap_rdma_param_node_id(void);
 unsigned long rswap_rdma_param_node_id(void) { return node_id; }
+bool rswap_rdma_param_follow_upstream(void);
+bool rswap_rdma_param_follow_upstream(void) { return follow_upstream; }
 unsigned int rswap_rdma_param_loss_timeout_s(void);
 unsigned int rswap_rdma_param_loss_timeout_s(void) { return loss_timeout_s; }
 

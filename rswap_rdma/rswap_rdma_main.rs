@@ -185,6 +185,53 @@ impl Backend for Rdma {
     }
 }
 
+/// With `follow_upstream=1`: adds the upstream of every server (and
+/// theirs in turn), as servers like the others, up to
+/// [`params::MAX_SERVERS`]. Their pages travel through the server that
+/// named them, by the route the network gives (proto.rs). An upstream
+/// that cannot be reached is logged and left out: the servers we were
+/// given still serve.
+fn add_upstreams(servers: &mut Vec<Server>, p: &params::Params, cpus: usize) -> Result {
+    let mut i = 0;
+    while i < servers.len() {
+        let via = servers[i].ep;
+        i += 1;
+        let up = match servers[i - 1].upstream() {
+            Some(up) => up,
+            None => continue,
+        };
+        if servers.iter().any(|s| s.ep == up) {
+            pr_info!(
+                "server {}: its upstream {} is one of ours already\n",
+                via,
+                up
+            );
+            continue;
+        }
+        if servers.len() == params::MAX_SERVERS {
+            pr_warn!(
+                "server {}: not using its upstream {}: at most {} servers\n",
+                via,
+                up,
+                params::MAX_SERVERS
+            );
+            continue;
+        }
+        match Server::connect(up, p, cpus) {
+            Ok(s) => {
+                pr_info!("server {}: using its upstream {} too\n", via, up);
+                servers.try_push(s)?;
+            }
+            Err(_) => pr_warn!(
+                "server {}: its upstream {} is unreachable (logged above); not using it\n",
+                via,
+                up
+            ),
+        }
+    }
+    Ok(())
+}
+
 struct RswapRdma {
     _registration: Registration<Rdma>,
 }
@@ -197,6 +244,10 @@ impl kernel::Module for RswapRdma {
         for ep in p.servers.iter() {
             servers.try_push(Server::connect(*ep, &p, cpus)?)?;
         }
+        if p.follow_upstream {
+            add_upstreams(&mut servers, &p, cpus)?;
+        }
+        let servers_len = servers.len();
         let placement = Placement::new()?;
         // debugfs failures are not fatal (the files are then missing). The
         // counters are boxed in each server, so they stay where debugfs
@@ -232,7 +283,7 @@ impl kernel::Module for RswapRdma {
         pr_info!(
             "node {:#x}: {} servers, {} queues each, {} MiB asked of each, placement {}; an unreachable server's pages wait {} s before they are lost\n",
             p.node_id,
-            p.servers.len(),
+            servers_len,
             2 * cpus,
             p.mib,
             policy.name(),

@@ -63,15 +63,16 @@ struct Ask {
 }
 
 impl Ask {
-    /// A request for queue `queue`, dated now, with a fresh nonce, proving
-    /// `token` (our session, or NO_TOKEN), sealed. None: the hash failed
-    /// (logged).
-    fn seal(&self, ep: Endpoint, queue: u16, release: bool, token: &Token) -> Option<Sealed> {
+    /// A request of `kind` for queue `queue`, dated now, with a fresh
+    /// nonce, proving `token` (our session, or NO_TOKEN), sealed. None:
+    /// the hash failed (logged).
+    fn seal(&self, ep: Endpoint, queue: u16, kind: Kind, token: &Token) -> Option<Sealed> {
         let req = Request {
             queue,
             node_id: self.node_id,
-            want_mib: if release { 0 } else { self.mib },
-            release,
+            want_mib: if kind == Kind::Queue { self.mib } else { 0 },
+            release: kind == Kind::Release,
+            upstream: kind == Kind::Upstream,
             time: rdma::wall_seconds(),
             nonce: rdma::random_u32(),
         };
@@ -81,6 +82,17 @@ impl Ask {
         }
         sealed
     }
+}
+
+/// What a connection request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A queue: the server grants (or resumes) our region.
+    Queue,
+    /// We leave: the server frees our region.
+    Release,
+    /// Where is the server's upstream (proto.rs)?
+    Upstream,
 }
 
 /// The node's session at the server: the region it grants and the token
@@ -207,7 +219,7 @@ fn connect_error(ep: Endpoint, e: ConnectError, ask: &Ask, req: &Sealed) -> Erro
                     );
                     return Error::from_errno(-(kernel::bindings::ETIME as i32));
                 }
-                Some((Status::Ok, _)) | None => (
+                Some((Status::Ok, _)) | Some((Status::Upstream, _)) | None => (
                     "rejected the connection (no memserver on that port?)",
                     code::ECONNREFUSED,
                 ),
@@ -281,7 +293,9 @@ fn granted(ep: Endpoint, private: &[u8], tag: &Tag, ask: &Ask) -> Result<Session
 /// Opens queue `q` to `ep` presenting `token`. With `quiet`, failures are
 /// not logged (a rebuild during an outage fails again and again).
 fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<(Conn, Session)> {
-    let req = ask.seal(ep, q as u16, false, &token).ok_or(code::EIO)?;
+    let req = ask
+        .seal(ep, q as u16, Kind::Queue, &token)
+        .ok_or(code::EIO)?;
     let (conn, priv_data, n) = match Conn::connect(ep, &req.bytes, ask.timeout_ms, QUEUE_DEPTH) {
         Ok(c) => c,
         Err(_) if quiet => return Err(code::EHOSTUNREACH),
@@ -358,6 +372,37 @@ impl Server {
             backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
             stats,
         })
+    }
+
+    /// The upstream memory node whose memory the server re-exports
+    /// (memserver --upstream), asked with one more connection request,
+    /// which the server rejects with the answer: None if it has none, or
+    /// did not answer in a way we can trust (logged).
+    pub(crate) fn upstream(&self) -> Option<Endpoint> {
+        let token = self.session.with(|s| s.token);
+        let req = self.ask.seal(self.ep, 0, Kind::Upstream, &token)?;
+        let reply = match Conn::connect(self.ep, &req.bytes, self.ask.timeout_ms, QUEUE_DEPTH) {
+            Err(ConnectError::Rejected(p, n, _)) => {
+                Reply::open(&p[..n.min(PRIVATE_MAX)], &req.tag, &self.ask.key).ok()
+            }
+            _ => None,
+        };
+        match reply {
+            Some(r) if r.status == Status::Upstream => {
+                let s = r.upstream_server()?;
+                Some(Endpoint {
+                    ip: [s[0], s[1], s[2], s[3]],
+                    port: u16::from_be_bytes([s[4], s[5]]),
+                })
+            }
+            _ => {
+                pr_warn!(
+                    "server {}: did not say where its upstream is (an older memserver?); using it alone\n",
+                    self.ep
+                );
+                None
+            }
+        }
     }
 
     /// Up: stores may use it.
@@ -703,7 +748,7 @@ impl Drop for Server {
         // connection of ours still uses.
         drop(core::mem::replace(&mut self.queues, Queues::new()));
         let token = self.session.with(|s| s.token);
-        let req = match self.ask.seal(self.ep, 0, true, &token) {
+        let req = match self.ask.seal(self.ep, 0, Kind::Release, &token) {
             Some(r) => r,
             None => return,
         };

@@ -90,13 +90,14 @@ if [ ${#LAB_TESTS[@]} -gt 0 ]; then
 	# The lab: three memory nodes and a compute node (a second one boots for
 	# lab_pair); the lab tests run in one boot of compute node 1, in order
 	# (lab_kill last: it kills nodes). Node 2 routes between segments 2 and 3
-	# (the chain); node 3 hands out fair shares of its pool.
+	# and re-exports node 3's memory (the chain); node 3 hands out fair
+	# shares of its pool.
 	run=$(IFS=,; echo "${LAB_TESTS[*]}")
 	log "lab: starting 3 memory nodes"
 	t0=$(date +%s)
 	trap 'lab_stop' INT TERM
 	lab_mem_start 1 160 rswap.allow=10.77.1.1,10.77.1.3
-	lab_mem_start 2 160 rswap.allow=10.77.2.1,10.77.2.3 rswap.fwd=10.77.3.4
+	lab_mem_start 2 160 rswap.allow=10.77.2.1,10.77.2.3 rswap.fwd=10.77.3.4 rswap.upstream=10.77.3.2:7471
 	lab_mem_start 3 160 rswap.allow=10.77.3.1,10.77.3.3,10.77.2.1 rswap.route=10.77.2.0/24:10.77.3.4 rswap.region=fair
 	if lab_mem_wait 1 && lab_mem_wait 2 && lab_mem_wait 3; then
 		log "lab: compute node runs: $run"
@@ -124,6 +125,8 @@ if [ ${#LAB_TESTS[@]} -gt 0 ]; then
 	if [[ " ${LAB_TESTS[*]} " == *" lab_chain "* ]]; then
 		host_check lab_chain_memserver "node 3 served compute node 1 through node 2 (peer 10.77.2.1)" \
 			grep -a -q -E 'peer=10.77.2.1 .*pages_used=[1-9]' "$m3"
+		host_check lab_chain_upstream "node 2 pointed compute node 1 to its upstream, node 3" \
+			grep -a -q 'at 10.77.2.1 asked for our upstream: pointed it to 10.77.3.2:7471' "$m2"
 	fi
 	if [[ " ${LAB_TESTS[*]} " == *" lab_one "* ]]; then
 		host_check lab_one_memserver_frees_region "rmmod released the region and memserver freed it" \

@@ -244,6 +244,7 @@ mod tests {
             node_id: node,
             want_mib: 1,
             release: false,
+            upstream: false,
             time,
             nonce,
         }

@@ -97,6 +97,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_S))]
     pub grace_s: Option<u64>,
 
+    /// Re-export the memory of this upstream memserver (the a-b-c chain):
+    /// compute nodes that ask are pointed there, and reach it through this
+    /// node, which must route between the two (IP forwarding) [none]
+    #[arg(long, value_name = "IPV4:PORT", value_parser = parse_listen)]
+    pub upstream: Option<SocketAddrV4>,
+
     /// Admit connect requests only from this address (repeatable)
     #[arg(long = "allow", value_name = "IPV4")]
     pub allow: Vec<Ipv4Addr>,
@@ -243,6 +249,7 @@ pub struct FileConfig {
     pub max_pending: Option<u32>,
     pub max_connects_per_s: Option<u32>,
     pub grace_s: Option<u64>,
+    pub upstream: Option<String>,
     pub allow: Option<Vec<String>>,
     pub secret_file: Option<PathBuf>,
     pub status_file: Option<PathBuf>,
@@ -281,6 +288,8 @@ pub struct Settings {
     pub region_mib: u64,
     /// How long a node's region outlives its last queue.
     pub grace: std::time::Duration,
+    /// The memserver whose memory this one re-exports (see proto.rs).
+    pub upstream: Option<SocketAddrV4>,
     pub limits: Limits,
     pub policy: Policy,
     /// Where the secret came from, for the log.
@@ -346,6 +355,18 @@ impl Settings {
                 )
             }
         };
+        let upstream = match (cli.upstream, &file.upstream) {
+            (Some(u), _) => Some(u),
+            (None, Some(s)) => {
+                Some(parse_listen(s).map_err(|e| format!("{}: {e}", fkey("upstream")))?)
+            }
+            (None, None) => None,
+        };
+        if upstream == Some(listen) {
+            return Err(format!(
+                "--upstream {listen} is this memserver itself: name another memory node"
+            ));
+        }
         let pool_mib = match (cli.pool_mib, file.pool_mib) {
             (Some(p), _) => p,
             (None, Some(p)) => in_range(&fkey("pool-mib"), p, 1, MAX_POOL_MIB)?,
@@ -463,6 +484,7 @@ impl Settings {
             pool_mib,
             region_mib,
             grace: std::time::Duration::from_secs(grace_s),
+            upstream,
             limits: Limits {
                 max_nodes: max_nodes as usize,
                 max_queues_per_node: max_queues_per_node as usize,
@@ -521,6 +543,33 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_upstream_is_another_memserver() {
+        let c = settings(
+            "--listen 10.77.2.2:7471 --pool-mib 8 --allow 10.77.2.1 --upstream 10.77.3.2:7471",
+        )
+        .unwrap();
+        assert_eq!(c.upstream, Some("10.77.3.2:7471".parse().unwrap()));
+        assert_eq!(
+            settings("--listen 10.77.2.2:7471 --pool-mib 8 --allow 10.77.2.1")
+                .unwrap()
+                .upstream,
+            None
+        );
+        let e = settings(
+            "--listen 10.77.2.2:7471 --pool-mib 8 --allow 10.77.2.1 --upstream 10.77.2.2:7471",
+        )
+        .unwrap_err();
+        assert!(e.contains("this memserver itself"), "{e}");
+        let f = tmp(
+            "up.toml",
+            "listen = \"10.77.2.2:7471\"\npool-mib = 8\nupstream = \"nowhere\"\n",
+            0o600,
+        );
+        let e = settings(&format!("--config {}", f.display())).unwrap_err();
+        assert!(e.contains("upstream") && e.contains("IPV4:PORT"), "{e}");
     }
 
     #[test]

@@ -14,11 +14,11 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `RSWP` (0x50575352) |
-//! | 4 | 2 | version (3) |
+//! | 4 | 2 | version (4) |
 //! | 6 | 2 | queue index of this connection |
 //! | 8 | 8 | node id: identifies the compute node across its queues |
 //! | 16 | 4 | MiB of remote memory wanted |
-//! | 20 | 4 | flags: bit 0 = release, bit 1 = session (see below); other bits 0 |
+//! | 20 | 4 | flags: bit 0 = release, bit 1 = session, bit 2 = upstream (see below); other bits 0 |
 //! | 24 | 4 | time: the client's clock, seconds since 1970 (mod 2^32) |
 //! | 28 | 4 | nonce: random, fresh for every request |
 //! | 32 | 8 | session proof: `H(session label, server, token, bytes 0..32)[..8]`, zero without a session |
@@ -82,6 +82,19 @@
 //! period, and rejects the connection with an `Ok` status: nothing is
 //! connected.
 //!
+//! Upstream: a memory node may re-export the memory of an upstream
+//! memory node alongside its own (the design's a-b-c chain: compute node
+//! a, memory node b, upstream c). A request with the upstream flag asks
+//! b where its upstream is; b rejects it with [`Status::Upstream`], the
+//! upstream's IPv4 address and port in the region-address field (bytes
+//! 16..22, network order, all zero when b has none). The reply is MACed
+//! like any other, so nobody on the way can redirect a node's pages. The
+//! compute node then connects to c as to any server, over a route
+//! through b (b forwards the RDMA packets): b keeps no copy of c's pages,
+//! so a page read through b comes from c's memory itself and cannot be
+//! stale, and c grants, accounts and frees the node's region as it does
+//! for a direct node.
+//!
 //! memserver decodes requests and encodes replies; rswap_rdma and
 //! rswap-probe do the other half. Each side brings its own HMAC-SHA256
 //! ([`Mac`]): the kernel's crypto API in rswap_rdma, a Rust crate in
@@ -91,7 +104,7 @@
 /// The first four bytes of every request and reply: `RSWP`.
 pub const MAGIC: u32 = 0x5057_5352;
 /// The protocol version this file speaks.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Bytes in an encoded request.
 pub const REQUEST_LEN: usize = 56;
 /// Bytes in an encoded reply.
@@ -132,6 +145,7 @@ const LABEL_REPLY: &[u8] = b"rswap v3 reply";
 
 const FLAG_RELEASE: u32 = 1;
 const FLAG_SESSION: u32 = 2;
+const FLAG_UPSTREAM: u32 = 4;
 
 /// HMAC-SHA256 keyed with the shared secret, over the concatenation of
 /// `parts`; `None` if the hash could not be computed (the caller then
@@ -152,6 +166,8 @@ pub struct Request {
     pub want_mib: u32,
     /// The node leaves: free its region now (no queue is opened).
     pub release: bool,
+    /// The node asks where the server's upstream is (no queue is opened).
+    pub upstream: bool,
     /// The client's clock when it made the request, seconds since 1970.
     pub time: u32,
     /// Random, fresh for every request.
@@ -181,6 +197,9 @@ pub enum Status {
     /// Too many connection requests from the client's address: retry
     /// later.
     Busy = 8,
+    /// The answer to an upstream request: the reply names the server's
+    /// upstream ([`Reply::upstream_server`]).
+    Upstream = 9,
 }
 
 impl Status {
@@ -196,6 +215,7 @@ impl Status {
             6 => Status::Replayed,
             7 => Status::ClockSkew,
             8 => Status::Busy,
+            9 => Status::Upstream,
             _ => return None,
         })
     }
@@ -359,8 +379,9 @@ impl Request {
         b[8..16].copy_from_slice(&self.node_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.want_mib.to_le_bytes());
         let session = *token != NO_TOKEN;
-        let flags =
-            if self.release { FLAG_RELEASE } else { 0 } | if session { FLAG_SESSION } else { 0 };
+        let flags = if self.release { FLAG_RELEASE } else { 0 }
+            | if session { FLAG_SESSION } else { 0 }
+            | if self.upstream { FLAG_UPSTREAM } else { 0 };
         b[20..24].copy_from_slice(&flags.to_le_bytes());
         b[24..28].copy_from_slice(&self.time.to_le_bytes());
         b[28..32].copy_from_slice(&self.nonce.to_le_bytes());
@@ -386,6 +407,7 @@ impl Request {
                 node_id: u64_at(b, 8),
                 want_mib: u32_at(b, 16),
                 release: flags & FLAG_RELEASE != 0,
+                upstream: flags & FLAG_UPSTREAM != 0,
                 time: u32_at(b, 24),
                 nonce: u32_at(b, 28),
             },
@@ -441,6 +463,27 @@ impl Reply {
             token: NO_TOKEN,
             time,
         }
+    }
+
+    /// The answer to an upstream request: `up` is the upstream server,
+    /// `None` if there is none.
+    pub fn upstream(up: Option<Server>, time: u32) -> Reply {
+        let mut a = [0u8; 8];
+        if let Some(s) = up {
+            a[..6].copy_from_slice(&s);
+        }
+        Reply {
+            addr: u64::from_le_bytes(a),
+            ..Reply::refusal(Status::Upstream, time)
+        }
+    }
+
+    /// The upstream server an upstream answer names, if any.
+    pub fn upstream_server(&self) -> Option<Server> {
+        let a = self.addr.to_le_bytes();
+        let mut s = [0u8; 6];
+        s.copy_from_slice(&a[..6]);
+        (self.status == Status::Upstream && s != [0; 6]).then_some(s)
     }
 
     /// Encodes and authenticates the reply to the request whose MAC is
@@ -546,6 +589,7 @@ mod tests {
             node_id: 0xdead_beef_0001,
             want_mib: 256,
             release: false,
+            upstream: false,
             time: NOW,
             nonce: 0x1234_5678,
         }
@@ -720,6 +764,37 @@ mod tests {
         let other = Request { nonce: 1, ..req() };
         let tag2 = other.seal(&S, &NO_TOKEN, &k).unwrap().tag;
         assert_eq!(Reply::open(&b, &tag2, &k), Err(DecodeError::NotAuthentic));
+    }
+
+    #[test]
+    fn the_upstream_question_and_answer_round_trip() {
+        let k = key(7);
+        let ask = Request {
+            upstream: true,
+            ..req()
+        };
+        let s = ask.seal(&S, &NO_TOKEN, &k).unwrap();
+        let r = Request::decode(&s.bytes).unwrap();
+        assert!(r.req.upstream && !r.req.release);
+        assert_eq!(r.authentic(&S, &k), Ok(()));
+        let c = server_id([10, 77, 3, 2], 7471);
+        let b = Reply::upstream(Some(c), NOW).seal(&s.tag, &k).unwrap();
+        let got = Reply::open(&b, &s.tag, &k).unwrap();
+        assert_eq!(got.status, Status::Upstream);
+        assert_eq!(got.upstream_server(), Some(c));
+        assert_eq!(got.token, NO_TOKEN);
+        let none = Reply::upstream(None, NOW).seal(&s.tag, &k).unwrap();
+        assert_eq!(
+            Reply::open(&none, &s.tag, &k).unwrap().upstream_server(),
+            None
+        );
+        // Only an upstream answer names one.
+        let g = Reply::open(&grant().seal(&s.tag, &k).unwrap(), &s.tag, &k).unwrap();
+        assert_eq!(g.upstream_server(), None);
+        // Nobody on the way can point the node elsewhere.
+        let mut t = b;
+        t[16] ^= 1;
+        assert_eq!(Reply::open(&t, &s.tag, &k), Err(DecodeError::NotAuthentic));
     }
 
     #[test]

@@ -173,6 +173,12 @@ impl Server {
                     "none (requests and replies are authenticated with the all-zero key)".into(),
             }
         );
+        if let Some(u) = cfg.upstream {
+            info!(
+                "upstream {u}: its memory is re-exported alongside ours; nodes that ask are \
+                 pointed there and reach it through this node's route (no copy here)"
+            );
+        }
         if let Some(f) = cfg.test_fault {
             warn!("--test-fault {f:?}: misbehaving on purpose, for tests only");
         }
@@ -375,6 +381,20 @@ impl Server {
                 )
             };
             return self.refuse(&id, &tag, why.0, format!("{who}: {}", why.1));
+        }
+        if req.upstream {
+            // Nothing is connected: the node learns where our upstream is.
+            let up = self
+                .cfg
+                .upstream
+                .map(|u| server_id(u.ip().octets(), u.port()));
+            id.reject(&self.reply(&tag, &Reply::upstream(up, now)));
+            let peer = id.peer().map_or("?".into(), |p| p.to_string());
+            match self.cfg.upstream {
+                Some(u) => info!("{who} at {peer} asked for our upstream: pointed it to {u}"),
+                None => info!("{who} at {peer} asked for our upstream: we have none"),
+            }
+            return;
         }
         let (Some(listener), Some(cq)) = (&self.listener, &self.cq) else {
             return;
@@ -953,6 +973,7 @@ mod tests {
                 node_id: 9,
                 want_mib: 1,
                 release: false,
+                upstream: false,
                 time: 1,
                 nonce: 2,
             };

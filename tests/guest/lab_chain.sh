@@ -1,36 +1,63 @@
 # The a-b-c chain (design item 7): compute node a reaches memory node c
-# (node 3) through memory node b (node 2), which routes RoCEv2 between its
-# two links (IP forwarding, rswap.fwd; c routes back through b). The relay
-# keeps no copy of any page: every RDMA read and write goes end to end to
-# c's memory, so a page read through b cannot be stale. The same walk runs
-# twice against node 3's memserver, direct (link 3) and relayed (a host
-# route to 10.77.3.2 through b), with its pages rewritten and verified;
-# the figures compare the two. Interface counters prove which path the
-# pages took.
+# (node 3) through memory node b (node 2). b's memserver re-exports c's
+# memory alongside its own (--upstream 10.77.3.2:7471): a, loaded with
+# servers=b and follow_upstream=1, asks b where its upstream is (an
+# authenticated reply, proto.rs) and connects to c too. b routes RoCEv2
+# between its two links (IP forwarding, rswap.fwd; c routes back through
+# b) and keeps no copy of any page: every RDMA read and write goes end
+# to end to c's memory, so a page read through b cannot be stale.
+#
+# Three walks, each with its pages rewritten and verified: to c alone,
+# direct (link 3) and relayed (a host route to 10.77.3.2 through b): the
+# figures compare the two, the cost of the relay; then to b with its
+# upstream, over the same route: both hold pages, all through link 2.
+# Interface counters prove which path the pages took.
 . /tests/lib.sh
 tx() { cat "/sys/class/net/$1/statistics/tx_bytes"; }
-run() { # run <tag> <seed>
-	local e1 e2
-	load_rdma servers="$(server 3)" mib_per_server=32 || fail "$1: insmod rswap_rdma"
-	swap_on || fail "$1: swapon"
+run() { # run <tag> <seed> <servers> [insmod args...]
+	local e1 e2 tag=$1 seed=$2 servers=$3
+	shift 3
+	load_rdma servers="$servers" mib_per_server=32 "$@" || fail "$tag: insmod rswap_rdma"
+	swap_on || fail "$tag: swapon"
 	e1=$(tx eth1) e2=$(tx eth2)
-	walk 6M --mib 16 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
+	walk 6M --mib 16 --random-passes 1 --seed "$seed" || fail "$tag: pagewalker exit $?"
 	E1=$(($(tx eth1) - e1)) E2=$(($(tx eth2) - e2))
-	expect "$1: data verified (pages rewritten, none stale)" "$(walkval mismatches)" -eq 0
-	expect "$1: node 3 took the pages" "$(rstat 0 stores)" -gt 1000
-	expect "$1: no RDMA errors" "$(rstat 0 errors)" -eq 0
-	echo "RSWAP-CHAIN path=$1 swapin_mib_s=$(walkval swapin_mib_s) fault_p50_us=$(walkval fault_p50_us)" \
+	expect "$tag: data verified (pages rewritten, none stale)" "$(walkval mismatches)" -eq 0
+	errs=$(rstat 0 errors) up=$(rstat 1 errors)
+	[ "$up" -gt 0 ] && errs=$((errs + up))
+	expect "$tag: no RDMA errors" "$errs" -eq 0
+	echo "RSWAP-CHAIN path=$tag swapin_mib_s=$(walkval swapin_mib_s) fault_p50_us=$(walkval fault_p50_us)" \
 		"fault_p99_us=$(walkval fault_p99_us) run_s=$(walkval seconds) read_lat_us=$(rstat 0 read_lat_ewma_us)" \
 		"write_lat_us=$(rstat 0 write_lat_ewma_us) stores=$(rstat 0 stores) reads=$(rstat 0 reads)" \
+		"upstream_read_lat_us=$(rstat 1 read_lat_ewma_us) upstream_stores=$(rstat 1 stores) upstream_reads=$(rstat 1 reads)" \
 		"tx_link2_mib=$((E1 >> 20)) tx_link3_mib=$((E2 >> 20))"
+}
+stop() { # stop <tag>
 	swapoff "$SWAPDEV" || fail "$1: swapoff"
 	unload_rdma || fail "$1: rmmod"
 }
-run direct 51
+run direct 51 "$(server 3)"
+expect "direct: node 3 took the pages" "$(rstat 0 stores)" -gt 1000
 expect "direct: the pages went over link 3" "$E2" -gt $((E1 + 4000000))
+stop direct
 ip route add 10.77.3.2/32 via 10.77.2.2 || fail "route through node 2"
 note "route: $(ip route get 10.77.3.2 | head -1)"
-run relayed 52
+run relayed 52 "$(server 3)"
+expect "relayed: node 3 took the pages" "$(rstat 0 stores)" -gt 1000
 expect "relayed: the pages went over link 2, through node 2" "$E1" -gt $((E2 + 4000000))
+stop relayed
+run upstream 53 "$(server 2)" follow_upstream=1
+expect "upstream: node 2 named node 3 as its upstream, and we use it" \
+	"$(dmesg | grep -c 'server 10.77.2.2:7471: using its upstream 10.77.3.2:7471 too')" -ge 1
+expect "upstream: node 3 is our second server" "$(ls -d $DBG/rswap_rdma/server1-* 2>/dev/null | grep -c 10.77.3.2)" -eq 1
+expect "upstream: node 2 took pages" "$(rstat 0 stores)" -gt 300
+expect "upstream: node 3 (through node 2) took pages" "$(rstat 1 stores)" -gt 300
+expect "upstream: node 3's pages came back" "$(rstat 1 reads)" -gt 100
+expect "upstream: everything went over link 2" "$E1" -gt $((E2 + 4000000))
+stop upstream
 ip route del 10.77.3.2/32 via 10.77.2.2 || fail "removing the route"
+# Without follow_upstream (the default), a server's upstream is not used.
+load_rdma servers="$(server 2)" mib_per_server=8 || fail "insmod without follow_upstream"
+expect "without follow_upstream: one server" "$(ls -d $DBG/rswap_rdma/server* | wc -l)" -eq 1
+unload_rdma || fail "rmmod"
 finish

@@ -161,6 +161,7 @@ fn main() {
         node_id: a.node_id,
         want_mib: a.want_mib,
         release: false,
+        upstream: false,
         time: 0,
         nonce: 0,
     };
@@ -286,6 +287,7 @@ impl Probe<'_> {
         let bye = self.seal(
             Request {
                 release: true,
+                upstream: false,
                 ..req
             },
             token,
@@ -311,6 +313,7 @@ impl Probe<'_> {
                 node_id: (random_u32() as u64) << 32 | random_u32() as u64,
                 want_mib: self.a.want_mib,
                 release: false,
+                upstream: false,
                 time: 0,
                 nonce: 0,
             };
