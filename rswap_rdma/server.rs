@@ -693,6 +693,10 @@ impl Server {
             Health::Lost => "its earlier pages stay lost, new pages go there again",
             Health::Reconnecting(_) => "no page was lost",
         };
+        // Measured afresh: until then placement gives it the mean weight
+        // (placement.rs), not the figure of its last, failing requests.
+        self.stats.read_lat.forget();
+        self.stats.write_lat.forget();
         pr_info!(
             "server {}: back, every queue rebuilt; {}\n",
             self.ep,

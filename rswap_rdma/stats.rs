@@ -43,6 +43,14 @@ impl Latency {
         }
     }
 
+    /// Drops the moving average: the next sample starts it afresh. For a
+    /// server back from an outage, whose old figure (and the requests
+    /// that timed out at its end) says nothing about it now.
+    pub(crate) fn forget(&self) {
+        self.ewma_ns.store(0, Ordering::Relaxed);
+        self.ewma_us.store(0, Ordering::Relaxed);
+    }
+
     /// The moving average in ns; None before the first sample.
     pub(crate) fn ewma_ns(&self) -> Option<u64> {
         Some(self.ewma_ns.load(Ordering::Relaxed)).filter(|&n| n > 0)

@@ -5,6 +5,7 @@
 # background, pages faulted in and swapped out again are stored on node 1
 # (hot), and pages of node 2 loaded twice are promoted. Half way through
 # the policy is switched to capacity and back while pages are moving.
+# Then the fast node gets busy with its own work, and back (below).
 . /tests/lib.sh
 P=/sys/module/rswap_rdma/parameters/placement
 /usr/sbin/tc qdisc add dev eth1 root netem delay 4ms rate 10mbit || fail "netem on eth1"
@@ -56,5 +57,44 @@ expect "every page accounted for after swapoff" "$(($(rstat 0 pages) + $(rstat 1
 expect "every slot free again (node 1)" "$(rstat 0 free_pages)" -eq "$(rstat 0 capacity_pages)"
 expect "every slot free again (node 2)" "$(rstat 1 free_pages)" -eq "$(rstat 1 capacity_pages)"
 unload_rdma || fail "rmmod"
+# Interference: node 1, the fast tier, runs its own memory-bandwidth-heavy
+# job (lab control port; the host caps its VM's CPU time, lab_throttle)
+# while the compute node swaps with room to spare on both nodes (every new
+# page goes to the fast tier while it has room). Its loaded latency rises
+# past node 2's, node 2 becomes the fast tier and takes the new pages;
+# once node 1 is idle again (loads of its pages measure it) it is the
+# fast tier again. Three walks, every byte verified.
+load_rdma servers="$(server 1),$(server 2)" mib_per_server=64 placement=tiered || fail "insmod rswap_rdma (interference)"
+swap_on || fail "swapon (interference)"
+A=0 B=0
+window() { # window <name> <seed>: a walk; node 1's share of its stores
+	walk 5M --mib 12 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
+	expect "$1: data verified" "$(walkval mismatches)" -eq 0
+	local a=$(rstat 0 stores) b=$(rstat 1 stores)
+	local da=$((a - A)) db=$((b - B))
+	A=$a B=$b
+	pct1=$((100 * da / (da + db + 1)))
+	note "$1: stores node1 $da node2 $db (node 1: $pct1%); latency ewma r/w us node1 $(rstat 0 read_lat_ewma_us)/$(rstat 0 write_lat_ewma_us) node2 $(rstat 1 read_lat_ewma_us)/$(rstat 1 write_lat_ewma_us); swap-in $(walkval swapin_mib_s) MiB/s; $(dmesg | grep 'tiered: the fast tier' | tail -1 | sed 's/^\[[^]]*\] *//')"
+}
+to2() { dmesg | grep -c 'tiered: the fast tier is now server 10.77.2.2'; }
+window idle 31
+idle=$pct1 to2_idle=$(to2)
+echo "busy 600" | nc -w 2 10.77.1.2 7990 || fail "asking node 1 to get busy"
+echo "RSWAP-LAB busy 1 on"
+sleep 3
+window busy 32
+busy=$pct1
+echo calm | nc -w 2 10.77.1.2 7990 || fail "asking node 1 to calm down"
+echo "RSWAP-LAB busy 1 off"
+sleep 3
+window calm 33
+calm=$pct1
+echo "RSWAP-INTERFERENCE policy=tiered busy_node=1 node1_share_idle=$idle node1_share_busy=$busy node1_share_calm=$calm"
+expect "tiered: the busy fast node gets a smaller share" "$busy" -le $((idle - 20))
+expect "tiered: node 2 became the fast tier while node 1 was busy" "$(to2)" -gt "$to2_idle"
+expect "tiered: its share comes back when it is idle" "$calm" -ge $((busy + 20))
+expect "no RDMA errors (interference)" "$(($(rstat 0 errors) + $(rstat 1 errors)))" -eq 0
+swapoff "$SWAPDEV" || fail "swapoff (interference)"
+unload_rdma || fail "rmmod (interference)"
 /usr/sbin/tc qdisc del dev eth1 root || fail "removing netem on eth1"
 finish
