@@ -112,12 +112,38 @@ fn tick(core: &Core) {
     if core.policy.swap(policy as u32, Ordering::Relaxed) != policy as u32 {
         pr_info!("placement is now {}\n", policy.name());
     }
+    probe_idle(&core.servers);
     placement::rebalance(&core.servers);
     core.tiers
         .tick(&core.servers, &core.placement, policy == Policy::Tiered);
 }
 
 const RECOVERY_PERIOD_MS: u32 = 100;
+
+/// While the node swaps, measures the servers that get no reads (one
+/// probe read each, every half second at most: `ServerStats::wants_probe`),
+/// so every policy compares live figures. Nothing while the node is idle.
+fn probe_idle(servers: &[Server]) {
+    if !servers.iter().any(|s| s.stats.active()) {
+        return;
+    }
+    let mut bounce = None;
+    for s in servers
+        .iter()
+        .filter(|s| s.usable() && s.stats.wants_probe())
+    {
+        if bounce.is_none() {
+            // Without a page (memory is short) nothing is probed now.
+            bounce = match ffi::OwnedPage::alloc(ffi::GFP_SWAPOUT) {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            };
+        }
+        if let Some(b) = bounce.as_mut() {
+            s.probe(&b.borrow_mut());
+        }
+    }
+}
 
 impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {

@@ -560,6 +560,36 @@ impl Server {
         }
     }
 
+    /// Measures the server's loaded read latency with one RDMA READ of
+    /// the first slot of our region into `page`, a bounce page (the bytes
+    /// are not used), counted in `probes`, not in `reads`. A failure is
+    /// handled as any request's: the server is reconnecting.
+    pub(crate) fn probe(&self, page: &PageRef) {
+        if !self.usable() {
+            return;
+        }
+        let (remote, rkey) = match self.target(0) {
+            Some(t) => t,
+            None => return,
+        };
+        let busy = self.stats.busy();
+        let t0 = rdma::now_ns();
+        let tried = self.queues.first_working(Op::Read, |q| {
+            q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
+        });
+        drop(busy);
+        match tried {
+            Some(Ok(())) => {
+                self.stats.probes.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .read_lat
+                    .record(rdma::now_ns().saturating_sub(t0));
+            }
+            Some(Err(f)) => self.trouble(f),
+            None => {}
+        }
+    }
+
     /// The remote address and rkey of `slot` in the current session.
     fn target(&self, slot: u32) -> Option<(u64, u32)> {
         self.session

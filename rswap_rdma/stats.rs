@@ -129,6 +129,11 @@ pub(crate) struct ServerStats {
     pub(crate) moved_bytes: AtomicU64,
     /// Pages moved away from here (their reads are not loads).
     pub(crate) moved_out: AtomicU64,
+    /// Probe reads of an idle server (not loads; see [`ServerStats::wants_probe`]),
+    /// at the last tick, and ticks since one.
+    pub(crate) probes: AtomicU64,
+    last_probes: AtomicU64,
+    probe_idle_ticks: AtomicU64,
 }
 
 /// Folds `sample` into the moving average in `avg` with weight 1/`k`;
@@ -144,20 +149,40 @@ fn fold(avg: &AtomicU64, sample: u64, k: u64) -> u64 {
 /// Ticks without a new sample after which a latency average is stale (2 s
 /// at the 100 ms period).
 const STALE_TICKS: u64 = 20;
+/// Ticks without a read (and without a probe) after which a server is
+/// probed while the node swaps to others: 0.5 s at the 100 ms period.
+const PROBE_TICKS: u64 = 5;
 
 impl ServerStats {
     /// The read and write latency averages, each None if it has no
     /// samples or none in the last two seconds (a stale one would keep
     /// a server looking slow, or fast, after its link changed).
     pub(crate) fn fresh_latency(&self) -> (Option<u64>, Option<u64>) {
-        let fresh = |l: &Latency, idle: &AtomicU64| {
-            l.ewma_ns()
-                .filter(|_| idle.load(Ordering::Relaxed) < STALE_TICKS)
-        };
+        let recent = |idle: &AtomicU64| idle.load(Ordering::Relaxed) < STALE_TICKS;
         (
-            fresh(&self.read_lat, &self.read_idle_ticks),
-            fresh(&self.write_lat, &self.write_idle_ticks),
+            self.read_lat
+                .ewma_ns()
+                .filter(|_| recent(&self.read_idle_ticks) || recent(&self.probe_idle_ticks)),
+            self.write_lat
+                .ewma_ns()
+                .filter(|_| recent(&self.write_idle_ticks)),
         )
+    }
+
+    /// Whether it had reads or writes (not probes) in the last two seconds.
+    pub(crate) fn active(&self) -> bool {
+        self.read_idle_ticks.load(Ordering::Relaxed) < STALE_TICKS
+            || self.write_idle_ticks.load(Ordering::Relaxed) < STALE_TICKS
+    }
+
+    /// Whether its read latency should be measured with a probe: no read
+    /// nor probe for [`PROBE_TICKS`]. A server no policy sends pages to
+    /// (the tiered policy's slow tier while the fast one has room, a
+    /// server a busy spell made look slow) would otherwise keep the
+    /// figure of its last requests for good, and never be chosen again.
+    pub(crate) fn wants_probe(&self) -> bool {
+        self.read_idle_ticks.load(Ordering::Relaxed) >= PROBE_TICKS
+            && self.probe_idle_ticks.load(Ordering::Relaxed) >= PROBE_TICKS
     }
 }
 
@@ -185,9 +210,20 @@ impl ServerStats {
     /// second at 100 ms).
     pub(crate) fn tick(&self, now_ns: u64, page_size: u64) {
         let mut pages = 0;
-        for (count, last, idle) in [
-            (&self.reads, &self.last_reads, &self.read_idle_ticks),
-            (&self.writes, &self.last_writes, &self.write_idle_ticks),
+        for (count, last, idle, traffic) in [
+            (&self.reads, &self.last_reads, &self.read_idle_ticks, true),
+            (
+                &self.writes,
+                &self.last_writes,
+                &self.write_idle_ticks,
+                true,
+            ),
+            (
+                &self.probes,
+                &self.last_probes,
+                &self.probe_idle_ticks,
+                false,
+            ),
         ] {
             let n = count.load(Ordering::Relaxed);
             let before = last.swap(n, Ordering::Relaxed);
@@ -196,7 +232,9 @@ impl ServerStats {
             } else {
                 idle.store(0, Ordering::Relaxed);
             }
-            pages += n.saturating_sub(before);
+            if traffic {
+                pages += n.saturating_sub(before);
+            }
         }
         let then = self.last_ns.swap(now_ns, Ordering::Relaxed);
         let dt = now_ns.saturating_sub(then);
@@ -275,6 +313,7 @@ pub(crate) fn publish(
         (b"demotions\0", &st.demotions),
         (b"moved_bytes\0", &st.moved_bytes),
         (b"moved_out\0", &st.moved_out),
+        (b"probes\0", &st.probes),
     ] {
         dir.add_u64(name, c);
     }

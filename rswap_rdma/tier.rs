@@ -7,7 +7,10 @@
 //!   latency (`placement::latency_ns`), chosen again every recovery period;
 //!   another server takes its place only when it is at least a quarter
 //!   faster (no flapping between equals). Every other server is the slow
-//!   tier.
+//!   tier. A server that gets no reads (the slow tier while the fast one
+//!   has room, or a fast tier that lost its place while busy) is measured
+//!   by a probe read every half second (`probe_idle` in
+//!   rswap_rdma_main.rs), so it wins its place back once it is faster.
 //! - **Hot.** A page stored again soon after it was loaded is hot: it was
 //!   faulted in, used, and is being swapped out again, so it will likely
 //!   fault again. A load records the `struct page` it filled, with the
