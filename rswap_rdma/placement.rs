@@ -507,6 +507,13 @@ impl Placement {
         self.0.get(key).map(|v| Place::decode(v & PLACE))
     }
 
+    /// The page at `key`, and whether it is being moved.
+    pub(crate) fn get_moving(&self, key: u64) -> Option<(Place, bool)> {
+        self.0
+            .get(key)
+            .map(|v| (Place::decode(v & PLACE), v & MOVING != 0))
+    }
+
     pub(crate) fn remove(&self, key: u64) -> Option<Place> {
         self.0.remove(key).map(|v| Place::decode(v & PLACE))
     }

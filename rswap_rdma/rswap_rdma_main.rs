@@ -186,7 +186,10 @@ impl Backend for Rdma {
         // Registered before the lookup: a page being moved keeps its old
         // slot until this load is done (tier.rs).
         let reading = core.tiers.readers.enter();
-        let p = core.placement.get(key.raw()).ok_or(code::EIO)?;
+        let (p, moving) = core.placement.get_moving(key.raw()).ok_or(code::EIO)?;
+        if moving {
+            core.tiers.loads_during_move.fetch_add(1, Ordering::Relaxed);
+        }
         let s = core.servers.get(p.server).ok_or(code::EIO)?;
         s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)?;
         drop(reading);
@@ -298,6 +301,11 @@ impl kernel::Module for RswapRdma {
             tick,
             RECOVERY_PERIOD_MS,
         )?;
+        // The moves' races, counted (tier.rs); the backend drops the
+        // directory before the counters.
+        let tiers = &core.ctx().tiers;
+        root.add_u64(b"loads_during_move\0", &tiers.loads_during_move);
+        root.add_u64(b"frees_waited\0", &tiers.frees_waited);
         let backend = Rdma {
             _dirs: dirs,
             _root: root,

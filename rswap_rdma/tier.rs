@@ -140,6 +140,11 @@ pub(crate) struct Tiers {
     fast: AtomicUsize,
     cursor: AtomicU64,
     demoting: AtomicBool,
+    /// Loads that found their page being moved (they read the old slot),
+    /// and periods in which freeing a batch's old slots waited for loads
+    /// still reading them: the races the moves are built for, counted.
+    pub(crate) loads_during_move: AtomicU64,
+    pub(crate) frees_waited: AtomicU64,
 }
 
 fn now_s() -> u64 {
@@ -190,6 +195,8 @@ impl Tiers {
             fast: AtomicUsize::new(usize::MAX),
             cursor: AtomicU64::new(0),
             demoting: AtomicBool::new(false),
+            loads_during_move: AtomicU64::new(0),
+            frees_waited: AtomicU64::new(0),
         })
     }
 
@@ -437,6 +444,7 @@ impl Tiers {
             .readers
             .drained(self.pending_epoch.load(Ordering::Relaxed))
         {
+            self.frees_waited.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         for e in self.pending[..n].iter() {
