@@ -20,7 +20,7 @@ run() { # run <tag> <seed> <servers> [insmod args...]
 	load_rdma servers="$servers" mib_per_server=32 "$@" || fail "$tag: insmod rswap_rdma"
 	swap_on || fail "$tag: swapon"
 	e1=$(tx eth1) e2=$(tx eth2)
-	walk 6M --mib 16 --random-passes 1 --seed "$seed" || fail "$tag: pagewalker exit $?"
+	walk 6M --mib 12 --random-passes 1 --seed "$seed" || fail "$tag: pagewalker exit $?"
 	E1=$(($(tx eth1) - e1)) E2=$(($(tx eth2) - e2))
 	expect "$tag: data verified (pages rewritten, none stale)" "$(walkval mismatches)" -eq 0
 	errs=$(rstat 0 errors) up=$(rstat 1 errors)

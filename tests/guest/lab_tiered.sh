@@ -23,6 +23,8 @@ sw=$!
 walk 6M --mib 24 --random-passes 2 --skew 3 || fail "pagewalker exit $?"
 wait $sw
 expect "data verified while pages moved" "$(walkval mismatches)" -eq 0
+during=$(stat rswap_rdma/loads_during_move) waited=$(stat rswap_rdma/frees_waited)
+note "races: $during loads found their page being moved (and read its old slot); freeing old slots waited for loads in $waited periods"
 c() { note "$1: $(for k in stores stores_hot promotions demotions moved_bytes pages reads writes read_lat_ewma_us write_lat_ewma_us share_permille; do printf '%s=%s ' $k "$(rstat $2 $k)"; done)"; }
 c node1 0
 c node2 1
@@ -68,7 +70,7 @@ load_rdma servers="$(server 1),$(server 2)" mib_per_server=64 placement=tiered |
 swap_on || fail "swapon (interference)"
 A=0 B=0
 window() { # window <name> <seed>: a walk; node 1's share of its stores
-	walk 5M --mib 12 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
+	walk 5M --mib 8 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
 	expect "$1: data verified" "$(walkval mismatches)" -eq 0
 	local a=$(rstat 0 stores) b=$(rstat 1 stores)
 	local da=$((a - A)) db=$((b - B))
