@@ -158,6 +158,26 @@ pub fn render(now: &Snapshot, prev: Option<(&Snapshot, f64)>) -> String {
             g("lost_pages"),
         );
     }
+    // Probe reads measure servers that get no reads; they are not loads.
+    let probes: Vec<String> = now
+        .servers
+        .iter()
+        .filter(|s| s.get("probes") > 0)
+        .map(|s| {
+            let d = Delta {
+                secs,
+                old: server_before(prev, s),
+            };
+            format!("{} {}", s.index + 1, d.of(&s.counters, "probes"))
+        })
+        .collect();
+    if !probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "probe reads of idle servers (not loads): {}",
+            probes.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "(lat: moving averages under load; share: the weighted policy's target; placed, loads: where new pages went and where loads were served{})",
@@ -238,6 +258,14 @@ mod tests {
         );
         let line2 = out.lines().find(|l| l.starts_with("2 ")).unwrap();
         assert!(line2.contains("DOWN") && line2.contains("25%"), "{line2}");
+        assert!(!out.contains("probe reads"), "{out}");
+        let mut probed = snap([75, 25]);
+        probed.servers[1].counters.insert("probes".into(), 40);
+        let out = render(&probed, None);
+        assert!(
+            out.contains("probe reads of idle servers (not loads): 2 40"),
+            "{out}"
+        );
     }
 
     #[test]
