@@ -397,7 +397,7 @@ impl Server {
             }
             _ => {
                 pr_warn!(
-                    "server {}: did not say where its upstream is (an older memserver?); using it alone\n",
+                    "server {}: no answer we can trust about its upstream (refused, timed out or not authentic; its log says which); using it alone\n",
                     self.ep
                 );
                 None

@@ -88,9 +88,10 @@
 //! b where its upstream is; b rejects it with [`Status::Upstream`], the
 //! upstream's IPv4 address and port in the region-address field (bytes
 //! 16..22, network order, all zero when b has none). The reply is MACed
-//! like any other, so nobody on the way can redirect a node's pages. The
-//! compute node then connects to c as to any server, over a route
-//! through b (b forwards the RDMA packets): b keeps no copy of c's pages,
+//! like any other, so nobody without the secret can redirect a node's
+//! pages. The compute node then connects to c as to any server, over the
+//! route its network gives, through b in a chain (b forwards the RDMA
+//! packets): b keeps no copy of c's pages,
 //! so a page read through b comes from c's memory itself and cannot be
 //! stale, and c grants, accounts and frees the node's region as it does
 //! for a direct node.
