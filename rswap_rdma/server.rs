@@ -519,12 +519,7 @@ impl Server {
                 return Err(code::EIO);
             }
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
-            let busy = self.stats.busy();
-            let t0 = rdma::now_ns();
-            let tried = self.queues.first_working(Op::Read, |q| {
-                q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
-            });
-            drop(busy);
+            let (tried, t0) = self.read_remote(page, remote, rkey);
             match tried {
                 Some(Ok(())) => {
                     // A new generation may mean a new region: what we read
@@ -572,12 +567,7 @@ impl Server {
             Some(t) => t,
             None => return,
         };
-        let busy = self.stats.busy();
-        let t0 = rdma::now_ns();
-        let tried = self.queues.first_working(Op::Read, |q| {
-            q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
-        });
-        drop(busy);
+        let (tried, t0) = self.read_remote(page, remote, rkey);
         match tried {
             Some(Ok(())) => {
                 self.stats.probes.fetch_add(1, Ordering::Relaxed);
@@ -588,6 +578,24 @@ impl Server {
             Some(Err(f)) => self.trouble(f),
             None => {}
         }
+    }
+
+    /// One RDMA READ of `remote` into `page` on the first working read
+    /// queue, counted as queued while it runs: what it gave (None: no
+    /// working queue) and when it started, for the caller's latency.
+    fn read_remote(
+        &self,
+        page: &PageRef,
+        remote: u64,
+        rkey: u32,
+    ) -> (Option<core::result::Result<(), Failure>>, u64) {
+        let busy = self.stats.busy();
+        let t0 = rdma::now_ns();
+        let tried = self.queues.first_working(Op::Read, |q| {
+            q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
+        });
+        drop(busy);
+        (tried, t0)
     }
 
     /// The remote address and rkey of `slot` in the current session.
