@@ -17,14 +17,22 @@ use kernel::bindings;
 use kernel::prelude::*;
 
 /// Identifies one swapped-out page: swap type and offset in that area.
+///
+/// As an index (`raw`), the offset is in the high bits and the type in
+/// the low [`TYPE_BITS`]: backends key their xarrays with it, and an
+/// xarray is as deep as its largest index needs (6 bits per level). With
+/// the type on top (bit 56, as before) every lookup walked 10 levels; now
+/// a 1 GiB swap area (2^18 pages) needs 4, and 1 TiB of swap 6.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SwapKey(u64);
 
-const TYPE_SHIFT: u32 = 56;
+/// Bits for the swap type: the kernel has at most 32 swap areas
+/// (MAX_SWAPFILES_SHIFT is 5).
+const TYPE_BITS: u32 = 5;
 
 impl SwapKey {
     pub(crate) fn new(swap_type: u32, offset: u64) -> SwapKey {
-        SwapKey(((swap_type as u64) << TYPE_SHIFT) | (offset & ((1 << TYPE_SHIFT) - 1)))
+        SwapKey((offset << TYPE_BITS) | (swap_type as u64 & ((1 << TYPE_BITS) - 1)))
     }
 
     /// A single integer, usable as an index.
@@ -33,7 +41,7 @@ impl SwapKey {
     }
 
     pub(crate) fn offset(self) -> u64 {
-        self.0 & ((1 << TYPE_SHIFT) - 1)
+        self.0 >> TYPE_BITS
     }
 }
 
@@ -54,6 +62,118 @@ pub(crate) trait Backend: Send + Sync {
     /// Forgets the copy under `key`. Must not sleep: the swap code calls it
     /// with a spinlock held.
     fn invalidate(&self, key: SwapKey);
+
+    /// Whether [`Backend::load_async`] starts loads without waiting for
+    /// them. Asked once, at registration. If not, rswap reads readahead
+    /// pages with [`Backend::load`] like any other.
+    fn loads_async(&self) -> bool {
+        false
+    }
+
+    /// Starts filling the page of `load` from the copy under `key` and may
+    /// return before it is filled: the kernel asks this for readahead
+    /// pages, which nobody waits for yet. The backend ends the load with
+    /// [`PendingLoad::complete`], from any context; until then the page
+    /// stays locked, and a task that faults on it waits.
+    fn load_async(&self, key: SwapKey, mut load: PendingLoad) {
+        let r = self.load(key, load.page());
+        load.complete(r);
+    }
+}
+
+/// A load under way: a locked swap-cache page that nobody else touches
+/// until it is completed. It is completed exactly once: by
+/// [`PendingLoad::complete`], or, if it is dropped, as a failure (the page
+/// is lost and the task gets SIGBUS), so that no page stays locked for
+/// good.
+pub(crate) struct PendingLoad(PageRef);
+
+// SAFETY: the page is ours until it is unlocked, which may happen in any
+// context (the kernel ends device reads from interrupts alike).
+unsafe impl Send for PendingLoad {}
+
+impl PendingLoad {
+    /// # Safety
+    ///
+    /// `page` is a locked page handed to a frontswap `load_async` call,
+    /// not yet completed, and this is the only handle on it.
+    pub(crate) unsafe fn new(page: PageRef) -> PendingLoad {
+        PendingLoad(page)
+    }
+
+    /// # Safety
+    ///
+    /// As for [`PendingLoad::new`], for a raw page pointer.
+    unsafe fn from_raw(page: *mut bindings::page) -> PendingLoad {
+        // SAFETY: per this function's contract.
+        PendingLoad(unsafe { PageRef::from_raw(page) })
+    }
+
+    /// The page to fill.
+    pub(crate) fn page(&mut self) -> &mut PageRef {
+        &mut self.0
+    }
+
+    /// Ends the load: the page is uptodate if `result` is Ok, and lost
+    /// otherwise. Unlocks the page, which wakes any task waiting for it.
+    pub(crate) fn complete(self, result: Result) {
+        let page = self.0.as_ptr();
+        core::mem::forget(self);
+        let err = match result {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+        // SAFETY: `page` is a pending load's page, completed once: `self`
+        // is consumed and its Drop skipped.
+        unsafe { rswap_load_done(page, err) };
+    }
+}
+
+impl Drop for PendingLoad {
+    fn drop(&mut self) {
+        // SAFETY: as in `complete`: a dropped load is completed here once.
+        unsafe { rswap_load_done(self.0.as_ptr(), -(bindings::EIO as c_int)) };
+    }
+}
+
+/// Asynchronous loads a backend accepted and has not started: a stack in
+/// a fixed array of `N`, filled under a spinlock, where we must not
+/// allocate.
+pub(crate) struct LoadStack<const N: usize> {
+    items: [Option<(SwapKey, PendingLoad)>; N],
+    len: usize,
+}
+
+impl<const N: usize> LoadStack<N> {
+    pub(crate) fn new() -> LoadStack<N> {
+        const NONE: Option<(SwapKey, PendingLoad)> = None;
+        LoadStack {
+            items: [NONE; N],
+            len: 0,
+        }
+    }
+
+    /// Keeps a load, or hands it back if the stack is full.
+    pub(crate) fn push(&mut self, item: (SwapKey, PendingLoad)) -> Option<(SwapKey, PendingLoad)> {
+        if self.len == N {
+            return Some(item);
+        }
+        self.items[self.len] = Some(item);
+        self.len += 1;
+        None
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<(SwapKey, PendingLoad)> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        self.items[self.len].take()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The C-ABI table a backend hands to rswap. Layout shared by all modules.
@@ -67,6 +187,8 @@ pub(crate) struct BackendOps {
     store: unsafe extern "C" fn(*const c_void, u64, *mut bindings::page) -> c_int,
     load: unsafe extern "C" fn(*const c_void, u64, *mut bindings::page) -> c_int,
     invalidate: unsafe extern "C" fn(*const c_void, u64),
+    /// Set if the backend loads asynchronously; takes the page over.
+    load_async: Option<unsafe extern "C" fn(*const c_void, u64, *mut bindings::page)>,
 }
 
 fn errno(r: Result) -> c_int {
@@ -99,6 +221,18 @@ unsafe extern "C" fn load_trampoline<B: Backend>(
     // SAFETY: as in `store_trampoline`; the page is ours to fill.
     let mut page = unsafe { PageRef::from_raw(page) };
     errno(b.load(SwapKey(key), &mut page))
+}
+
+unsafe extern "C" fn load_async_trampoline<B: Backend>(
+    ctx: *const c_void,
+    key: u64,
+    page: *mut bindings::page,
+) {
+    // SAFETY: as in `store_trampoline`.
+    let b = unsafe { &*(ctx as *const B) };
+    // SAFETY: rswap hands over a locked page of a started load, once.
+    let load = unsafe { PendingLoad::from_raw(page) };
+    b.load_async(SwapKey(key), load)
 }
 
 unsafe extern "C" fn invalidate_trampoline<B: Backend>(ctx: *const c_void, key: u64) {
@@ -159,6 +293,30 @@ impl BackendHandle {
         crate::ffi::to_result(unsafe { (o.load)(o.ctx, key.raw(), page.as_ptr()) })
     }
 
+    /// Starts loading the page of `load`; the backend completes it, now
+    /// or later. A backend without asynchronous loads loads it here.
+    pub(crate) fn load_async(&self, key: SwapKey, mut load: PendingLoad) {
+        let o = self.ops();
+        match o.load_async {
+            Some(f) => {
+                let page = load.page().as_ptr();
+                core::mem::forget(load);
+                // SAFETY: a registered ctx; the backend takes the pending
+                // load over (its trampoline rebuilds it from `page`).
+                unsafe { f(o.ctx, key.raw(), page) }
+            }
+            None => {
+                let r = self.load(key, load.page());
+                load.complete(r);
+            }
+        }
+    }
+
+    /// Does the backend load asynchronously?
+    pub(crate) fn loads_async(&self) -> bool {
+        self.ops().load_async.is_some()
+    }
+
     pub(crate) fn invalidate(&self, key: SwapKey) {
         let o = self.ops();
         // SAFETY: a registered ctx.
@@ -198,6 +356,7 @@ impl BackendSlot {
 extern "C" {
     fn rswap_register_backend(ops: *const BackendOps) -> c_int;
     fn rswap_unregister_backend(ops: *const BackendOps);
+    fn rswap_load_done(page: *mut bindings::page, err: c_int);
 }
 
 /// A backend registered with rswap; unregistered on drop.
@@ -227,6 +386,11 @@ impl<B: Backend> Registration<B> {
             store: store_trampoline::<B>,
             load: load_trampoline::<B>,
             invalidate: invalidate_trampoline::<B>,
+            load_async: if backend.loads_async() {
+                Some(load_async_trampoline::<B>)
+            } else {
+                None
+            },
         })?;
         // SAFETY: `ops` and `backend` are heap-allocated and outlive the
         // registration: Drop unregisters before freeing them.

@@ -50,6 +50,11 @@ pub(crate) fn to_result(ret: core::ffi::c_int) -> Result {
 #[allow(improper_ctypes)]
 extern "C" {
     fn rswap_page_compound(page: *mut bindings::page) -> bool;
+    fn rswap_page_swap_entry(
+        page: *mut bindings::page,
+        swap_type: *mut core::ffi::c_uint,
+        offset: *mut core::ffi::c_ulong,
+    );
 }
 
 /// A page the kernel lends us for the length of a frontswap call.
@@ -76,6 +81,15 @@ impl PageRef {
         // SAFETY: `self.0` is a valid page (type invariant); the helper
         // only reads its flags.
         unsafe { rswap_page_compound(self.0) }
+    }
+
+    /// The swap area and offset of a swap-cache page.
+    pub(crate) fn swap_entry(&self) -> (u32, u64) {
+        let (mut swap_type, mut offset) = (0, 0);
+        // SAFETY: `self.0` is a valid page (type invariant); the helper
+        // reads its private word and writes the two locals.
+        unsafe { rswap_page_swap_entry(self.0, &mut swap_type, &mut offset) };
+        (swap_type, offset as u64)
     }
 
     /// Runs `f` on the page's bytes.

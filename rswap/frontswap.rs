@@ -57,6 +57,55 @@ unsafe extern "C" fn fs_load(
     }
 }
 
+unsafe extern "C" fn fs_load_async(
+    swap_type: c_uint,
+    offset: c_ulong,
+    page: *mut bindings::page,
+) -> c_int {
+    // SAFETY: frontswap passes a locked, not yet uptodate page to fill; on
+    // success it is ours until completed (`rswap_load_done`).
+    let page = unsafe { PageRef::from_raw(page) };
+    match core().map(|c| c.load_async(swap_type, offset, page)) {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => e.to_errno(),
+        None => -(bindings::EIO as c_int),
+    }
+}
+
+// The window is the kernel's `pgoff_t` array, used as u64s.
+const _: () = assert!(core::mem::size_of::<c_ulong>() == core::mem::size_of::<u64>());
+
+unsafe extern "C" fn fs_readahead(
+    swap_type: c_uint,
+    offset: c_ulong,
+    mm: *mut bindings::mm_struct,
+    window: *mut c_ulong,
+    max: c_uint,
+) -> c_int {
+    let c = match core() {
+        Some(c) => c,
+        None => return -1,
+    };
+    // SAFETY: frontswap passes an initialised array of `max` offsets for us
+    // to fill, ours for this call; c_ulong is u64 here (asserted above).
+    let window = unsafe { core::slice::from_raw_parts_mut(window as *mut u64, max as usize) };
+    match c.readahead(swap_type, offset, mm as usize, window) {
+        Some(n) => n as c_int,
+        None => -1,
+    }
+}
+
+unsafe extern "C" fn fs_swapin_hit(
+    swap_type: c_uint,
+    offset: c_ulong,
+    mm: *mut bindings::mm_struct,
+    readahead: bool,
+) {
+    if let Some(c) = core() {
+        c.swapin_hit(swap_type, offset, mm as usize, readahead);
+    }
+}
+
 unsafe extern "C" fn fs_invalidate_page(swap_type: c_uint, offset: c_ulong) {
     if let Some(c) = core() {
         c.invalidate_page(swap_type, offset);
@@ -100,6 +149,9 @@ impl Registration {
             load: Some(fs_load),
             invalidate_page: Some(fs_invalidate_page),
             invalidate_area: Some(fs_invalidate_area),
+            load_async: Some(fs_load_async),
+            readahead: Some(fs_readahead),
+            swapin_hit: Some(fs_swapin_hit),
         }))?;
         CORE.store(&*core as *const Core as *mut Core, Ordering::Release);
         // SAFETY: `ops` is heap-allocated and outlives the registration
@@ -161,4 +213,20 @@ pub(crate) unsafe extern "C" fn rswap_unregister_backend(ops: *const BackendOps)
     if let Some(c) = core() {
         c.unregister_backend(ops);
     }
+}
+
+/// Ends an asynchronous load (`PendingLoad`): counts a failure, then has
+/// frontswap mark the page uptodate (or lost) and unlock it. Exported to
+/// backends; callable from any context.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rswap_load_done(page: *mut bindings::page, err: c_int) {
+    if err != 0 {
+        if let Some(c) = core() {
+            // SAFETY: the caller's page is a valid pending load's page.
+            c.async_load_failed(unsafe { &PageRef::from_raw(page) }, err);
+        }
+    }
+    // SAFETY: `page` is the locked page of a load frontswap started with
+    // `fs_load_async`, completed once (the `PendingLoad` contract).
+    unsafe { bindings::frontswap_load_done(page, err) };
 }

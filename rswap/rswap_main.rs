@@ -18,8 +18,11 @@ mod backend;
 #[path = "ffi.rs"]
 mod ffi;
 mod frontswap;
+mod prefetch;
+#[path = "trend.rs"]
+mod trend;
 
-use backend::{BackendHandle, BackendOps, BackendSlot, SwapKey};
+use backend::{BackendHandle, BackendOps, BackendSlot, PendingLoad, SwapKey};
 use ffi::{DebugfsDir, ModuleRef, PageRef, SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
 
 module! {
@@ -49,6 +52,12 @@ struct Stats {
     /// whole THP to the swap device (frontswap stores all or nothing).
     store_refused_huge: AtomicU64,
     loads: AtomicU64,
+    /// Of `loads`: readahead pages, which the kernel does not wait for.
+    loads_readahead: AtomicU64,
+    /// Of `loads_readahead`: handed to a backend that loads them
+    /// asynchronously (counted when started; a later failure counts in
+    /// `load_errors`).
+    loads_async: AtomicU64,
     load_errors: AtomicU64,
     invalidations: AtomicU64,
     pages_held: AtomicU64,
@@ -62,6 +71,8 @@ impl Stats {
         dir.add_u64(b"stores_huge\0", &self.stores_huge);
         dir.add_u64(b"store_refused_huge\0", &self.store_refused_huge);
         dir.add_u64(b"loads\0", &self.loads);
+        dir.add_u64(b"loads_readahead\0", &self.loads_readahead);
+        dir.add_u64(b"loads_async\0", &self.loads_async);
         dir.add_u64(b"load_errors\0", &self.load_errors);
         dir.add_u64(b"invalidations\0", &self.invalidations);
         dir.add_u64(b"pages_held\0", &self.pages_held);
@@ -75,6 +86,8 @@ impl Stats {
             &self.stores_huge,
             &self.store_refused_huge,
             &self.loads,
+            &self.loads_readahead,
+            &self.loads_async,
             &self.load_errors,
             &self.invalidations,
             &self.pages_held,
@@ -151,6 +164,7 @@ pub(crate) struct Core {
     area_on: [AtomicBool; MAX_AREAS],
     total: Stats,
     load_errors_logged: AtomicU64,
+    prefetch: prefetch::Prefetcher,
     control: Box<SpinLock<Control>>,
     /// Declared last: dropped after the directories that live under it.
     root: DebugfsDir,
@@ -168,10 +182,12 @@ impl Core {
             area_on: Default::default(),
             total: Stats::default(),
             load_errors_logged: AtomicU64::new(0),
+            prefetch: prefetch::Prefetcher::new()?,
             control: SpinLock::new(Control::default())?,
             root: DebugfsDir::new(b"rswap\0", None),
         })?;
         core.total.publish(&core.root);
+        core.prefetch.publish(&core.root);
         Ok(core)
     }
 
@@ -309,9 +325,14 @@ impl Core {
         Err(code::ENOSPC)
     }
 
+    /// The slot holding a page, if any.
+    fn holder(&self, swap_type: u32, offset: u64) -> Option<&Slot> {
+        let slot = self.area(swap_type).and_then(|m| m.get(offset))?;
+        self.slots.get(slot as usize)
+    }
+
     pub(crate) fn load(&self, swap_type: u32, offset: u64, page: &mut PageRef) -> Result {
-        let slot = self.area(swap_type).and_then(|m| m.get(offset));
-        let s = slot.and_then(|i| self.slots.get(i as usize));
+        let s = self.holder(swap_type, offset);
         let result = match s.and_then(|s| s.backend()) {
             Some(b) => b.load(SwapKey::new(swap_type, offset), page),
             None => Err(code::EIO),
@@ -326,19 +347,81 @@ impl Core {
                 if let Some(s) = s {
                     Stats::bump(&s.stats.load_errors);
                 }
-                Stats::bump(&self.total.load_errors);
-                if self.load_errors_logged.fetch_add(1, Ordering::Relaxed) < LOAD_ERRORS_LOGGED {
-                    pr_err!(
-                        "load of swap area {} offset {} failed (error {}): page lost\n",
-                        swap_type,
-                        offset,
-                        r.err().map_or(0, |e| e.to_errno())
-                    );
-                }
+                self.load_failed(swap_type, offset, r.err().map_or(0, |e| e.to_errno()));
                 // frontswap accepted this page: it must not read the stale
                 // device slot, which -EIO tells it.
                 Err(code::EIO)
             }
+        }
+    }
+
+    /// A readahead page: the backend may fill it after we return, and then
+    /// completes it through `rswap_load_done`. An error means nothing was
+    /// started (the page is lost: -EIO, as for `load`).
+    pub(crate) fn load_async(&self, swap_type: u32, offset: u64, page: PageRef) -> Result {
+        let s = self.holder(swap_type, offset);
+        let (s, b) = match s.and_then(|s| Some((s, s.backend()?))) {
+            Some(sb) => sb,
+            None => {
+                if let Some(s) = s {
+                    Stats::bump(&s.stats.load_errors);
+                }
+                self.load_failed(swap_type, offset, code::EIO.to_errno());
+                return Err(code::EIO);
+            }
+        };
+        for stats in [&s.stats, &self.total] {
+            Stats::bump(&stats.loads);
+            Stats::bump(&stats.loads_readahead);
+            if b.loads_async() {
+                Stats::bump(&stats.loads_async);
+            }
+        }
+        // SAFETY: frontswap handed us this locked page to fill and leaves
+        // it to us from here on: the backend completes it, once.
+        let load = unsafe { PendingLoad::new(page) };
+        b.load_async(SwapKey::new(swap_type, offset), load);
+        Ok(())
+    }
+
+    /// A fault in address space `mm` must read `offset`: what to read
+    /// ahead with it, or None for the kernel's readahead (`prefetch=`).
+    pub(crate) fn readahead(
+        &self,
+        swap_type: u32,
+        offset: u64,
+        mm: usize,
+        window: &mut [u64],
+    ) -> Option<usize> {
+        self.area(swap_type)?;
+        self.prefetch.readahead(mm, offset, window)
+    }
+
+    /// A fault in `mm` found `offset` in memory.
+    pub(crate) fn swapin_hit(&self, swap_type: u32, offset: u64, mm: usize, readahead: bool) {
+        if self.area(swap_type).is_some() {
+            self.prefetch.hit(mm, offset, readahead);
+        }
+    }
+
+    /// An asynchronous load failed after it was started: the page is lost.
+    pub(crate) fn async_load_failed(&self, page: &PageRef, err: i32) {
+        let (swap_type, offset) = page.swap_entry();
+        if let Some(s) = self.holder(swap_type, offset) {
+            Stats::bump(&s.stats.load_errors);
+        }
+        self.load_failed(swap_type, offset, err);
+    }
+
+    fn load_failed(&self, swap_type: u32, offset: u64, err: i32) {
+        Stats::bump(&self.total.load_errors);
+        if self.load_errors_logged.fetch_add(1, Ordering::Relaxed) < LOAD_ERRORS_LOGGED {
+            pr_err!(
+                "load of swap area {} offset {} failed (error {}): page lost\n",
+                swap_type,
+                offset,
+                err
+            );
         }
     }
 

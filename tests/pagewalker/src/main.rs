@@ -3,7 +3,10 @@
 //! Maps `--mib` MiB of anonymous memory, writes a verifiable pattern into
 //! every page, then reads it back sequentially and in random passes that
 //! also rewrite pages (new generation), and verifies every byte at the end.
-//! `--skew K` makes the random passes Zipf-like (see `pick`).
+//! `--skew K` makes the random passes Zipf-like (see `pick`). `--stride S`
+//! makes the two full read passes strided: pages 0, S, 2S, ..., then 1,
+//! S+1, ..., and so on (every page is still read once per pass);
+//! `--shuffle` makes them follow a random permutation instead.
 //! Run it in a cgroup whose memory.max is a fraction of that, and the pages
 //! travel through swap. Exits 1 on any mismatch, 2 on bad usage.
 //!
@@ -35,6 +38,8 @@ struct Args {
     seed: u64,
     random_passes: u32,
     skew: u32,
+    stride: u64,
+    shuffle: bool,
     lost_ok: bool,
     compressible: bool,
     huge: bool,
@@ -45,7 +50,7 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!("pagewalker: {msg}");
     eprintln!(
-        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--skew K] [--lost-ok] [--compressible] [--huge] [--lock] [--pause PATH]"
+        "usage: pagewalker --mib N [--seed S] [--random-passes R] [--skew K] [--stride S] [--shuffle] [--lost-ok] [--compressible] [--huge] [--lock] [--pause PATH]"
     );
     exit(2)
 }
@@ -56,6 +61,8 @@ fn parse_args() -> Args {
         seed: 1,
         random_passes: 2,
         skew: 0,
+        stride: 1,
+        shuffle: false,
         lost_ok: false,
         compressible: false,
         huge: false,
@@ -70,6 +77,10 @@ fn parse_args() -> Args {
         }
         if k == "--compressible" {
             a.compressible = true;
+            continue;
+        }
+        if k == "--shuffle" {
+            a.shuffle = true;
             continue;
         }
         if k == "--huge" {
@@ -95,11 +106,15 @@ fn parse_args() -> Args {
             "--seed" => a.seed = n,
             "--random-passes" => a.random_passes = n as u32,
             "--skew" => a.skew = n as u32,
+            "--stride" => a.stride = n,
             _ => usage(&format!("unknown option {k}")),
         }
     }
     if a.mib == 0 {
         usage("--mib must be at least 1");
+    }
+    if a.stride == 0 {
+        usage("--stride must be at least 1");
     }
     a
 }
@@ -268,6 +283,36 @@ impl Walker {
         }
     }
 
+    /// A full pass in a random permutation (see `--shuffle`).
+    fn shuffled_verify(&mut self, rng: &mut Rng) {
+        let n = self.buf.pages;
+        let mut order: Vec<u64> = (0..n).collect();
+        for i in (1..n as usize).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for i in order {
+            let mut r = [0u8; 1];
+            self.buf.resident(i, &mut r);
+            self.verify(i, r[0] & 1 == 0);
+        }
+    }
+
+    /// A full pass in stride order (see `--stride`); 1 is sequential.
+    fn strided_verify(&mut self, stride: u64) {
+        if stride == 1 {
+            return self.sequential_verify();
+        }
+        for start in 0..stride.min(self.buf.pages) {
+            let mut i = start;
+            while i < self.buf.pages {
+                let mut r = [0u8; 1];
+                self.buf.resident(i, &mut r);
+                self.verify(i, r[0] & 1 == 0);
+                i += stride;
+            }
+        }
+    }
+
     fn random_pass(&mut self, rng: &mut Rng, skew: u32) {
         for _ in 0..self.buf.pages {
             let i = pick(rng, self.buf.pages, skew);
@@ -396,14 +441,21 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
-    phase("verify", &mut w, Walker::sequential_verify);
     let mut rng = Rng::new(a.seed ^ 0x5eed);
+    let full_pass = |w: &mut Walker, rng: &mut Rng| {
+        if a.shuffle {
+            w.shuffled_verify(rng)
+        } else {
+            w.strided_verify(a.stride)
+        }
+    };
+    phase("verify", &mut w, |w| full_pass(w, &mut rng));
     for p in 0..a.random_passes {
         phase(&format!("random{p}"), &mut w, |w| {
             w.random_pass(&mut rng, a.skew)
         });
     }
-    phase("final", &mut w, Walker::sequential_verify);
+    phase("final", &mut w, |w| full_pass(w, &mut rng));
 
     let mut lat = std::mem::take(&mut w.t.fault_ns);
     lat.sort_unstable();
