@@ -28,9 +28,11 @@
 //! already hold a page of the new generation.
 
 use crate::ffi::{SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
-use crate::rdma;
+use crate::rdma::{self, VWords};
 use crate::server::Server;
+use crate::slotmap::{words_for, SlotMap};
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::error::code;
 use kernel::prelude::*;
 
 /// The placement policies, `placement=` (writable at run time, so read
@@ -296,7 +298,7 @@ pub(crate) enum Health {
 }
 
 struct Inner {
-    free: Vec<u32>,
+    free: SlotMap<VWords>,
     gen: u32,
     health: Health,
     /// Between `begin_retire` and `reset`: the stores in flight are being
@@ -306,23 +308,30 @@ struct Inner {
 
 /// The free slots of a server's region, their generation, and the
 /// server's health. Taken and given back in any context (invalidate may
-/// not sleep): a spinlock, never held across anything but vector pushes
-/// and pops.
+/// not sleep): a spinlock, held for a few bit operations (a whole-map
+/// reset when a server's pages are retired: 32 KiB per GiB of region).
 pub(crate) struct Slots(Box<SpinLock<Inner>>);
 
 impl Slots {
     /// All `n` slots free, generation 0, up; slot 0 is handed out first.
+    /// The map takes 32.5 KiB per GiB of region (slotmap.rs).
     pub(crate) fn new(n: u32) -> Result<Slots> {
-        let mut free = Vec::new();
-        free.try_reserve_exact(n as usize)?;
-        let mut f = Inner {
+        let (bits, summary) = words_for(n);
+        let free =
+            SlotMap::new(VWords::new(bits)?, VWords::new(summary)?, n).ok_or(code::EINVAL)?;
+        let f = Inner {
             free,
             gen: 0,
             health: Health::Up,
             retiring: false,
         };
-        f.refill(n);
         Ok(Slots(SpinLock::new(f)?))
+    }
+
+    /// Bytes of the free-slot map of `n` slots.
+    pub(crate) fn map_bytes(n: u32) -> u64 {
+        let (bits, summary) = words_for(n);
+        (bits + summary) as u64 * 8
     }
 
     /// A free slot and its generation, only while the server is up.
@@ -333,21 +342,32 @@ impl Slots {
             if f.health != Health::Up || f.retiring {
                 return None;
             }
-            let s = f.free.pop().map(|s| (s, f.gen));
-            free.store(f.free.len() as u64, Ordering::Relaxed);
+            let s = f.free.take().map(|s| (s, f.gen));
+            free.store(f.free.free() as u64, Ordering::Relaxed);
             s
         })
     }
 
     /// Gives back `slot` of generation `gen`; false if the generation has
-    /// moved on (every slot was freed then). Never allocates: the vector
-    /// was reserved for every slot.
+    /// moved on (every slot was freed then), or if the slot is already
+    /// free (a bug, logged: the map refuses to hand a slot out twice).
+    /// Never allocates.
     pub(crate) fn put(&self, slot: u32, gen: u32, free: &AtomicU64) -> bool {
-        self.0.with(|f| {
-            let ok = f.gen == gen && f.free.try_push(slot).is_ok();
-            free.store(f.free.len() as u64, Ordering::Relaxed);
-            ok
-        })
+        let (ok, double) = self.0.with(|f| {
+            if f.gen != gen {
+                return (false, false);
+            }
+            let ok = f.free.put(slot);
+            free.store(f.free.free() as u64, Ordering::Relaxed);
+            (ok, !ok)
+        });
+        if double {
+            pr_err!(
+                "slot {} given back twice or not ours: this is a bug\n",
+                slot
+            );
+        }
+        ok
     }
 
     pub(crate) fn gen(&self) -> u32 {
@@ -408,10 +428,9 @@ impl Slots {
         self.0.with(|f| {
             if f.health == Health::Lost && !f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
-                f.free.clear();
-                f.refill(n);
+                f.free.reset(n);
             }
-            free.store(f.free.len() as u64, Ordering::Relaxed);
+            free.store(f.free.free() as u64, Ordering::Relaxed);
         })
     }
 
@@ -422,23 +441,11 @@ impl Slots {
         self.0.with(|f| {
             if f.gen == from && f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
-                f.free.clear();
-                f.refill(n);
+                f.free.reset(n);
                 f.retiring = false;
             }
-            free.store(f.free.len() as u64, Ordering::Relaxed);
+            free.store(f.free.free() as u64, Ordering::Relaxed);
         })
-    }
-}
-
-impl Inner {
-    /// Frees slots `0..n`, within the reserved capacity (no allocation).
-    fn refill(&mut self, n: u32) {
-        let n = (n as usize).min(self.free.capacity());
-        for s in (0..n as u32).rev() {
-            // Cannot fail: within capacity.
-            let _ = self.free.try_push(s);
-        }
     }
 }
 

@@ -909,6 +909,52 @@ impl Drop for Conn {
 }
 
 // ---------------------------------------------------------------------------
+// Words in vmalloc'd memory.
+
+/// Zeroed words from vmalloc, for the free-slot map (slotmap.rs), which is
+/// 32 MiB for a 1 TiB region: too big for kmalloc.
+pub(crate) struct VWords {
+    ptr: *mut u64,
+    len: usize,
+}
+
+// SAFETY: plain memory owned by this value; used as `&[u64]`/`&mut [u64]`.
+unsafe impl Send for VWords {}
+// SAFETY: as for Send.
+unsafe impl Sync for VWords {}
+
+impl VWords {
+    pub(crate) fn new(len: usize) -> Result<VWords> {
+        let bytes = len.max(1).checked_mul(8).ok_or(code::ENOMEM)?;
+        // SAFETY: allocates zeroed memory, freed in Drop.
+        let ptr = unsafe { bindings::vzalloc(bytes as _) } as *mut u64;
+        if ptr.is_null() {
+            return Err(code::ENOMEM);
+        }
+        Ok(VWords { ptr, len })
+    }
+}
+
+impl crate::slotmap::Words for VWords {
+    fn words(&self) -> &[u64] {
+        // SAFETY: `len` words allocated (and zeroed) in `new`, ours.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn words_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as above; `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for VWords {
+    fn drop(&mut self) {
+        // SAFETY: allocated by vzalloc in `new`, freed once.
+        unsafe { bindings::vfree(self.ptr as *const c_void) };
+    }
+}
+
+// ---------------------------------------------------------------------------
 // A periodic kernel thread.
 
 struct WorkerInner<T> {

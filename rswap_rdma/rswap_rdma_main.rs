@@ -60,6 +60,7 @@ mod proto;
 mod queue;
 mod rdma;
 mod server;
+mod slotmap;
 mod stats;
 mod tier;
 

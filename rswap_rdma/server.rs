@@ -352,11 +352,12 @@ impl Server {
             .capacity_pages
             .store(region.slots() as u64, Ordering::Relaxed);
         pr_info!(
-            "server {}: {} queues connected, region of {} MiB (rkey {:#x})\n",
+            "server {}: {} queues connected, region of {} MiB (rkey {:#x}), free-slot map {} KiB\n",
             ep,
             2 * cpus,
             region.bytes() / MIB,
-            region.rkey
+            region.rkey,
+            (Slots::map_bytes(region.slots()) + 1023) / 1024
         );
         Ok(Server {
             ep,

@@ -6,3 +6,7 @@
 #[allow(dead_code)]
 #[path = "../../../rswap/trend.rs"]
 mod trend;
+
+#[allow(dead_code)]
+#[path = "../../../rswap_rdma/slotmap.rs"]
+mod slotmap;
