@@ -3,8 +3,8 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed
-#   (default: all but policies, tight and mixed, which have their own tables)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch
+#   (default: all but policies, tight, mixed and prefetch, which have their own tables)
 source "$(dirname "$0")/lib.sh"
 MODES=(disk zswap dram rdma1 rdma2 rdma2_slow perftest)
 [ $# -gt 0 ] && MODES=("$@")
@@ -14,6 +14,7 @@ rows=()
 perf=""
 policies=""
 mixed=""
+prefetch=""
 timeline=""
 trap 'lab_stop' EXIT
 
@@ -44,7 +45,7 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 for mode in "${MODES[@]}"; do
 	log "bench: $mode"
 	case $mode in
-	disk | dram) console=$(rswap_run_guest "bench_$mode" 1800) ;;
+	disk | dram | prefetch) console=$(rswap_run_guest "bench_$mode" 3600) ;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
 	rdma1) lab_bench bench_rdma 1 ;;
 	rdma2) lab_bench bench_rdma 2 ;;
@@ -84,6 +85,10 @@ for mode in "${MODES[@]}"; do
 	fi
 	if [ "$mode" = mixed ]; then
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
+		continue
+	fi
+	if [ "$mode" = prefetch ]; then
+		prefetch=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")
 		continue
 	fi
 	if [ "$mode" = perftest ]; then
@@ -144,6 +149,22 @@ done
 		while read -r l; do
 			echo "| $(val workload "$l") | $(val policy "$l") | $(val swapin_mib_s "$l") | $(val seconds "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val loads "$l" | sed 's|/| / |g') | $(val stores "$l" | sed 's|/| / |g') | $(val read_lat_us "$l" | sed 's|/| / |g') | $(val mismatches "$l") |"
 		done <<<"$mixed"
+	fi
+	if [ -n "$prefetch" ]; then
+		echo
+		echo "The fault path (bench.sh prefetch), rswap_dram: pagewalker --mib 64 --seed 7 under memory.max=16M, two full"
+		echo "read passes (sequential, stride 5, or a random permutation; mixed: sequential, one Zipf-like random pass"
+		echo "with rewrites, sequential). sync: async_loads=0 (readahead read synchronously, as before patch 0017);"
+		echo "async: kernel readahead loaded asynchronously; trend and off: prefetch=trend, prefetch=off. Misses are"
+		echo "faults that had to read their page; accuracy = read-ahead pages used / read ahead; coverage = read-ahead"
+		echo "pages used / (those + misses)."
+		echo
+		echo "| workload | mode | swap-in MiB/s | major faults | misses | read ahead | accuracy | coverage | fault p50 us | fault p99 us | run s | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			m=$(val misses "$l") h=$(val prefetch_hits "$l") r=$(val read_ahead "$l")
+			echo "| $(val workload "$l") | $(val mode "$l") | $(val swapin_mib_s "$l") | $(val majflt "$l") | $m | $r | $((100 * h / (r + 1)))% | $((100 * h / (h + m + 1)))% | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val seconds "$l") | $(val mismatches "$l") |"
+		done <<<"$prefetch"
 	fi
 	if [ -n "$perf" ]; then
 		echo
