@@ -114,6 +114,11 @@ impl PendingLoad {
         &mut self.0
     }
 
+    /// The page, shared (to hand a batch of them to the device).
+    pub(crate) fn page_ref(&self) -> &PageRef {
+        &self.0
+    }
+
     /// Ends the load: the page is uptodate if `result` is Ok, and lost
     /// otherwise. Unlocks the page, which wakes any task waiting for it.
     pub(crate) fn complete(self, result: Result) {

@@ -4,7 +4,7 @@
 //! `rdma::params`.
 
 use crate::proto::{parse_secret, SECRET_LEN};
-use crate::rdma::{self, params, Endpoint};
+use crate::rdma::{self, params, Endpoint, BATCH_MAX};
 use kernel::error::code;
 use kernel::prelude::*;
 
@@ -22,6 +22,10 @@ pub(crate) struct Params {
     pub(crate) loss_timeout_s: u32,
     /// Use the servers' upstreams too (memserver --upstream).
     pub(crate) follow_upstream: bool,
+    /// Load readahead pages asynchronously, in batches.
+    pub(crate) async_loads: bool,
+    /// Reads ahead per batch, the readahead queues' depth.
+    pub(crate) readahead_depth: u32,
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -113,6 +117,15 @@ pub(crate) fn parse() -> Result<Params> {
         );
         return Err(code::EINVAL);
     }
+    let readahead_depth = params::readahead_depth();
+    if !(1..=BATCH_MAX as u32).contains(&readahead_depth) {
+        pr_err!(
+            "readahead_depth={} is outside 1..{}\n",
+            readahead_depth,
+            BATCH_MAX
+        );
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,
@@ -125,5 +138,7 @@ pub(crate) fn parse() -> Result<Params> {
         node_id,
         loss_timeout_s,
         follow_upstream: params::follow_upstream(),
+        async_loads: params::async_loads(),
+        readahead_depth,
     })
 }

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Queues: a server's connections, one request at a time on each, and what
-//! their completions mean.
+//! Queues: a server's connections, what they carry, and what their
+//! completions mean.
 //!
-//! Per server and per CPU there is one queue for reads (page faults) and
-//! one for writes (swap-out), so a fault never waits behind a swap-out. A
-//! queue is a [`Conn`] behind a kernel mutex (see [`Mutex`] for why a
-//! mutex); the holder posts one request and polls for its completion.
+//! Per server and per CPU there are three queues, one per [`Class`]: reads
+//! of faulting pages, reads ahead (the pages the kernel reads ahead of a
+//! fault, loaded without the task waiting for them), and writes
+//! (swap-out). So a fault never waits behind a swap-out, nor behind the
+//! readahead of an earlier fault. A queue is a [`Conn`] behind a kernel
+//! mutex (see [`Mutex`] for why a mutex); the holder posts its requests
+//! and polls for their completions: one request at a time on the read
+//! and write queues, a batch of up to `readahead_depth` on a readahead
+//! queue, posted as one chain (one doorbell).
 //!
 //! ## Soft-RoCE (rxe) under memory reclaim
 //!
@@ -44,21 +49,42 @@
 //!   and every byte verifies.
 
 use crate::ffi::PageRef;
-use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op};
+use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, BATCH_MAX};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
-/// Send queue depth of a connection; one request is in flight at a time.
+/// Send queue depth of a read or write connection; one request is in
+/// flight at a time.
 pub(crate) const QUEUE_DEPTH: u32 = 4;
 
-impl Op {
-    /// Queue `q` of a server carries reads if even, writes if odd.
-    pub(crate) fn of_queue(q: usize) -> Op {
-        if q % 2 == 0 {
-            Op::Read
-        } else {
-            Op::Write
+/// What a queue carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Reads of faulting pages: the task waits.
+    Read,
+    /// Writes of pages swapped out.
+    Write,
+    /// Reads ahead, in batches; nobody waits for them yet.
+    ReadAhead,
+}
+
+impl Class {
+    /// Queue `q` of a server: reads, writes and reads ahead in turn.
+    pub(crate) fn of_queue(q: usize) -> Class {
+        match q % 3 {
+            0 => Class::Read,
+            1 => Class::Write,
+            _ => Class::ReadAhead,
+        }
+    }
+
+    /// The send queue depth of its connections: a readahead queue takes a
+    /// batch of `readahead_depth` (at most [`BATCH_MAX`]).
+    pub(crate) fn depth(self, readahead_depth: u32) -> u32 {
+        match self {
+            Class::ReadAhead => readahead_depth.clamp(1, BATCH_MAX as u32),
+            _ => QUEUE_DEPTH,
         }
     }
 }
@@ -75,10 +101,11 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(conn: Conn, index: usize, op: Op) -> Result<Queue> {
-        let class = match op {
-            Op::Read => LockClass::ReadQueue,
-            Op::Write => LockClass::WriteQueue,
+    pub(crate) fn new(conn: Conn, index: usize, class: Class) -> Result<Queue> {
+        let class = match class {
+            Class::Read => LockClass::ReadQueue,
+            Class::Write => LockClass::WriteQueue,
+            Class::ReadAhead => LockClass::ReadAheadQueue,
         };
         Ok(Queue {
             conn: Mutex::new(Some(conn), class)?,
@@ -131,6 +158,26 @@ impl Queue {
         r
     }
 
+    /// RDMA READs of `pages[i]` from `remotes[i]`, one batch (see
+    /// [`Conn::transfer_batch`]); when this returns the device is done
+    /// with every page. A failure marks the queue broken.
+    pub(crate) fn read_batch(
+        &self,
+        pages: &[&PageRef],
+        remotes: &[u64],
+        rkey: u32,
+        timeout: u64,
+    ) -> core::result::Result<(), Failure> {
+        let r = self.conn.with(|c| {
+            let c = c.as_mut().ok_or(Failure::TornDown)?;
+            c.transfer_batch::<BATCH_MAX>(pages, Op::Read, remotes, rkey, timeout)
+        });
+        if r.is_err() {
+            self.broken.store(true, Ordering::Release);
+        }
+        r
+    }
+
     /// Marks the queue broken if the CM reported its connection lost
     /// while it was idle (the server went away between requests). True
     /// if it is broken.
@@ -176,10 +223,12 @@ impl Queue {
     }
 }
 
-/// A server's queues: for CPU `i` (modulo), `read[i]` and `write[i]`.
+/// A server's queues: for CPU `i` (modulo), `read[i]`, `write[i]` and
+/// `ahead[i]`.
 pub(crate) struct Queues {
     read: Vec<Queue>,
     write: Vec<Queue>,
+    ahead: Vec<Queue>,
 }
 
 impl Queues {
@@ -187,35 +236,38 @@ impl Queues {
         Queues {
             read: Vec::new(),
             write: Vec::new(),
+            ahead: Vec::new(),
         }
     }
 
     pub(crate) fn push(&mut self, q: Queue) -> Result {
-        match Op::of_queue(q.index) {
-            Op::Read => self.read.try_push(q)?,
-            Op::Write => self.write.try_push(q)?,
+        match Class::of_queue(q.index) {
+            Class::Read => self.read.try_push(q)?,
+            Class::Write => self.write.try_push(q)?,
+            Class::ReadAhead => self.ahead.try_push(q)?,
         }
         Ok(())
     }
 
-    fn of(&self, op: Op) -> &[Queue] {
-        match op {
-            Op::Read => &self.read,
-            Op::Write => &self.write,
+    fn of(&self, class: Class) -> &[Queue] {
+        match class {
+            Class::Read => &self.read,
+            Class::Write => &self.write,
+            Class::ReadAhead => &self.ahead,
         }
     }
 
-    /// This CPU's queue for `op`; None if there is none (never after a
+    /// This CPU's queue of `class`; None if there is none (never after a
     /// successful connect).
-    pub(crate) fn for_cpu(&self, op: Op) -> Option<&Queue> {
-        let qs = self.of(op);
+    pub(crate) fn for_cpu(&self, class: Class) -> Option<&Queue> {
+        let qs = self.of(class);
         qs.get(rdma::cpu_id() % qs.len().max(1))
     }
 
-    /// Runs `f` on the first queue for `op` not known broken, starting
+    /// Runs `f` on the first queue of `class` not known broken, starting
     /// with this CPU's; None if every one is broken.
-    pub(crate) fn first_working<R>(&self, op: Op, f: impl FnOnce(&Queue) -> R) -> Option<R> {
-        let qs = self.of(op);
+    pub(crate) fn first_working<R>(&self, class: Class, f: impl FnOnce(&Queue) -> R) -> Option<R> {
+        let qs = self.of(class);
         let n = qs.len();
         let start = rdma::cpu_id() % n.max(1);
         (0..n)
@@ -224,9 +276,12 @@ impl Queues {
             .map(f)
     }
 
-    /// Every queue, reads and writes.
+    /// Every queue.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Queue> {
-        self.read.iter().chain(self.write.iter())
+        self.read
+            .iter()
+            .chain(self.write.iter())
+            .chain(self.ahead.iter())
     }
 
     /// Whether any queue is broken, checking each with [`Queue::check`].

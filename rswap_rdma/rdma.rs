@@ -106,6 +106,18 @@ pub(crate) fn sleep_ms(ms: u32) {
     unsafe { bindings::msleep(ms) };
 }
 
+/// Sleeps `min_us` to `max_us` microseconds (an hrtimer).
+fn sleep_us(min_us: u32, max_us: u32) {
+    // SAFETY: only sleeps; callers are in process context.
+    unsafe {
+        bindings::usleep_range_state(
+            min_us as _,
+            max_us as _,
+            bindings::TASK_UNINTERRUPTIBLE as _,
+        )
+    };
+}
+
 /// Yields the CPU if something else should run.
 fn cond_resched() {
     // SAFETY: only called from process context that may sleep (the
@@ -212,6 +224,7 @@ impl Drop for HmacKey {
 extern "C" {
     fn rswap_rdma_read_queue_lock_init(lock: *mut bindings::mutex);
     fn rswap_rdma_write_queue_lock_init(lock: *mut bindings::mutex);
+    fn rswap_rdma_readahead_queue_lock_init(lock: *mut bindings::mutex);
     fn rswap_rdma_mutex_lock(lock: *mut bindings::mutex);
     fn rswap_rdma_mutex_destroy(lock: *mut bindings::mutex);
 }
@@ -222,6 +235,7 @@ extern "C" {
 pub(crate) enum LockClass {
     ReadQueue,
     WriteQueue,
+    ReadAheadQueue,
 }
 
 /// A value behind a kernel `struct mutex`.
@@ -260,6 +274,7 @@ impl<T> Mutex<T> {
             match class {
                 LockClass::ReadQueue => rswap_rdma_read_queue_lock_init(m.lock.get()),
                 LockClass::WriteQueue => rswap_rdma_write_queue_lock_init(m.lock.get()),
+                LockClass::ReadAheadQueue => rswap_rdma_readahead_queue_lock_init(m.lock.get()),
             }
         };
         Ok(m)
@@ -502,6 +517,12 @@ impl Op {
     }
 }
 
+/// The most requests one batch posts (a bit each in `Conn::missing`).
+pub(crate) const BATCH_MAX: usize = 32;
+
+/// Empty polls before a sleepy poll starts sleeping between them.
+const SLEEPY_SPINS: u32 = 16;
+
 /// Why a transfer failed. In every case the device is done with the page.
 #[derive(Clone, Copy)]
 pub(crate) enum Failure {
@@ -534,6 +555,16 @@ pub(crate) struct Conn {
     qp: *mut bindings::ib_qp,
     state: Box<CmState>,
     seq: u64,
+    /// Requests its send queue takes at once (and a batch at most).
+    depth: u32,
+    /// Poll its CQ with short sleeps instead of yielding only when the
+    /// scheduler asks (`set_sleepy_poll`).
+    sleepy_poll: bool,
+    /// While reaping a batch: its first wr_id, the requests still missing
+    /// (bit i: `first + i`), and the first error status seen.
+    first: u64,
+    missing: u64,
+    failed: u32,
     /// Its own PD, created once the device is known; Drop frees it after
     /// the QP and CQ that use it and before the CM id. One PD per
     /// connection: dropping a connection then releases everything it holds
@@ -581,6 +612,11 @@ impl Conn {
             qp: ptr::null_mut(),
             state,
             seq: 0,
+            depth,
+            sleepy_poll: false,
+            first: 0,
+            missing: 0,
+            failed: 0,
             pd: None,
         };
         let dst = bindings::sockaddr_in {
@@ -693,6 +729,14 @@ impl Conn {
         }
     }
 
+    /// Makes its polls sleep a little between empty looks at the CQ: for
+    /// a queue nobody waits on (the reads ahead), whose polling would
+    /// otherwise take a whole CPU from the tasks (and, under Soft-RoCE,
+    /// from the softirqs that make the completions) for a round trip.
+    pub(crate) fn set_sleepy_poll(&mut self) {
+        self.sleepy_poll = true;
+    }
+
     /// Has the peer gone (the CM said so, or a request failed)?
     pub(crate) fn lost(&self) -> bool {
         self.state.lost.load(Ordering::Acquire)
@@ -712,6 +756,30 @@ impl Conn {
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
+        self.transfer_batch::<1>(&[page], op, &[remote], rkey, timeout)
+    }
+
+    /// RDMA READs or WRITEs of `pages[i]` at `remotes[i]`, at most `N`
+    /// (at most [`BATCH_MAX`]; the request arrays are `N` long, on the
+    /// stack) and at most the queue's depth: posted as one chain of
+    /// requests (one doorbell), then reaped together, at most `timeout`
+    /// jiffies. Ok only if every one succeeded; a failure of any fails the
+    /// batch, and the caller retries its pages one by one elsewhere.
+    ///
+    /// When this returns, in every case, the device no longer accesses any
+    /// of the pages, and their DMA mappings are undone, as for `transfer`.
+    pub(crate) fn transfer_batch<const N: usize>(
+        &mut self,
+        pages: &[&PageRef],
+        op: Op,
+        remotes: &[u64],
+        rkey: u32,
+        timeout: u64,
+    ) -> core::result::Result<(), Failure> {
+        let n = pages.len();
+        if n == 0 || n > N || N > BATCH_MAX || n > self.depth as usize || remotes.len() != n {
+            return Err(Failure::Post(code::EINVAL));
+        }
         let (device, lkey) = match &self.pd {
             Some(pd) if !self.qp.is_null() => (pd.device, pd.lkey()),
             _ => return Err(Failure::TornDown),
@@ -723,73 +791,113 @@ impl Conn {
             Op::Write => bindings::dma_data_direction_DMA_TO_DEVICE,
             Op::Read => bindings::dma_data_direction_DMA_FROM_DEVICE,
         };
-        // SAFETY: the page is locked by the swap code for this call and
-        // outlives it; `device` is the device of our QP and PD. The mapping
-        // is undone below on every path.
-        let dma = unsafe { bindings::ib_dma_map_page(device, page.as_ptr(), 0, PAGE_SIZE, dir) };
-        // SAFETY: checks the address just returned, on the same device.
-        if unsafe { bindings::ib_dma_mapping_error(device, dma) } != 0 {
-            return Err(Failure::Post(code::EIO));
+        let mut dma = [0u64; N];
+        let mut mapped = 0;
+        let mut r = Ok(());
+        for (i, page) in pages.iter().enumerate() {
+            // SAFETY: each page is locked by the swap code for this call
+            // and outlives it; `device` is the device of our QP and PD. The
+            // mapping is undone below on every path.
+            dma[i] = unsafe { bindings::ib_dma_map_page(device, page.as_ptr(), 0, PAGE_SIZE, dir) };
+            // SAFETY: checks the address just returned, on the same device.
+            if unsafe { bindings::ib_dma_mapping_error(device, dma[i]) } != 0 {
+                r = Err(Failure::Post(code::EIO));
+                break;
+            }
+            mapped += 1;
         }
-        let r = self.post_and_wait(lkey, dma, op, remote, rkey, timeout);
-        // SAFETY: unmaps what we mapped above, with the same device, size
-        // and direction. post_and_wait returned, so the device is done with
-        // the page: its completion was reaped or the QP destroyed.
-        unsafe { bindings::ib_dma_unmap_page(device, dma, PAGE_SIZE, dir) };
+        if r.is_ok() {
+            r = self.post_and_wait::<N>(lkey, &dma[..n], op, remotes, rkey, timeout);
+        }
+        for &d in &dma[..mapped] {
+            // SAFETY: unmaps what we mapped above, with the same device,
+            // size and direction. post_and_wait returned (or was never
+            // called), so the device is done with the pages: their
+            // completions were reaped or the QP destroyed.
+            unsafe { bindings::ib_dma_unmap_page(device, d, PAGE_SIZE, dir) };
+        }
         r
     }
 
-    /// Posts one request for the mapped page at `dma` and returns only once
-    /// the device cannot touch the page any more:
+    /// Posts one request per mapped page of `dma` as one chain and returns
+    /// only once the device cannot touch any of the pages any more:
     ///
-    /// - the post failed: the device never saw the request;
-    /// - its completion was reaped, successful or in error (an error moves
-    ///   the QP to the error state; the request itself is finished);
-    /// - no completion within `timeout`: the QP is moved to the error state
-    ///   (`to_error_state`, result checked) and the flush completion of
-    ///   this very request (its wr_id) is awaited for another `timeout`;
-    ///   if moving to error fails or the flush is not seen in time, the QP
-    ///   is destroyed (`teardown`), which waits for the device to stop
-    ///   using it. The connection is then refused for good.
-    fn post_and_wait(
+    /// - the post failed: the device never saw the requests from the one
+    ///   it refused on; those before it were posted and are reaped (or
+    ///   flushed) as below before this returns;
+    /// - every completion was reaped, successful or in error (an error
+    ///   moves the QP to the error state, which flushes the rest; each
+    ///   request is then finished);
+    /// - not all completions within `timeout`: the QP is moved to the error
+    ///   state (`to_error_state`, result checked) and the flush completions
+    ///   of the missing requests (their wr_ids) are awaited for another
+    ///   `timeout`; if moving to error fails or they are not all seen in
+    ///   time, the QP is destroyed (`teardown`), which waits for the device
+    ///   to stop using it. The connection is then refused for good.
+    fn post_and_wait<const N: usize>(
         &mut self,
         lkey: u32,
-        dma: u64,
+        dma: &[u64],
         op: Op,
-        remote: u64,
+        remotes: &[u64],
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut sge = bindings::ib_sge {
-            addr: dma,
-            length: PAGE_SIZE as u32,
-            lkey,
-        };
-        // SAFETY: zeroed is a valid ib_rdma_wr to fill in.
-        let mut wr: bindings::ib_rdma_wr = unsafe { core::mem::zeroed() };
-        wr.wr.__bindgen_anon_1.wr_id = seq;
-        wr.wr.sg_list = &mut sge;
-        wr.wr.num_sge = 1;
-        wr.wr.opcode = match op {
-            Op::Write => bindings::ib_wr_opcode_IB_WR_RDMA_WRITE,
-            Op::Read => bindings::ib_wr_opcode_IB_WR_RDMA_READ,
-        };
-        wr.wr.send_flags = bindings::ib_send_flags_IB_SEND_SIGNALED as c_int;
-        wr.remote_addr = remote;
-        wr.rkey = rkey;
-        let mut bad = ptr::null();
-        // SAFETY: `self.qp` is our live QP (checked non-null by the caller);
-        // `wr` and `sge` are only read during the call (kernel verbs copy
-        // the request into the send queue).
-        let r = unsafe { bindings::ib_post_send(self.qp, &wr.wr, &mut bad) };
-        if r != 0 {
-            return Err(Failure::Post(Error::from_errno(r)));
+        let n = dma.len();
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(n as u64);
+        // SAFETY: zeroed is a valid ib_sge and ib_rdma_wr to fill in.
+        let mut sge: [bindings::ib_sge; N] = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut wr: [bindings::ib_rdma_wr; N] = unsafe { core::mem::zeroed() };
+        for i in 0..n {
+            sge[i] = bindings::ib_sge {
+                addr: dma[i],
+                length: PAGE_SIZE as u32,
+                lkey,
+            };
         }
-        if let Some(status) = self.reap(seq, jiffies() + timeout) {
+        for i in (0..n).rev() {
+            let next: *mut bindings::ib_send_wr = if i + 1 < n {
+                &mut wr[i + 1].wr
+            } else {
+                ptr::null_mut()
+            };
+            let w = &mut wr[i];
+            w.wr.__bindgen_anon_1.wr_id = first.wrapping_add(i as u64);
+            w.wr.next = next;
+            w.wr.sg_list = &mut sge[i];
+            w.wr.num_sge = 1;
+            w.wr.opcode = match op {
+                Op::Write => bindings::ib_wr_opcode_IB_WR_RDMA_WRITE,
+                Op::Read => bindings::ib_wr_opcode_IB_WR_RDMA_READ,
+            };
+            w.wr.send_flags = bindings::ib_send_flags_IB_SEND_SIGNALED as c_int;
+            w.remote_addr = remotes[i];
+            w.rkey = rkey;
+        }
+        let mut bad: *const bindings::ib_send_wr = ptr::null();
+        // SAFETY: `self.qp` is our live QP (checked non-null by the caller);
+        // the chain in `wr` and `sge` is only read during the call (kernel
+        // verbs copy each request into the send queue).
+        let r = unsafe { bindings::ib_post_send(self.qp, &wr[0].wr, &mut bad) };
+        let posted = if r == 0 {
+            n
+        } else {
+            // The refused request and those after it were not posted. A
+            // `bad` that names none of ours: assume all were, so that they
+            // are reaped or flushed before the pages go.
+            (0..n)
+                .find(|&i| ptr::eq(&wr[i].wr as *const bindings::ib_send_wr, bad))
+                .unwrap_or(n)
+        };
+        let refused = (r != 0).then(|| Failure::Post(Error::from_errno(r)));
+        if posted == 0 {
+            return Err(refused.unwrap_or(Failure::Post(code::EIO)));
+        }
+        if let Some(status) = self.reap(first, posted, jiffies() + timeout) {
             if status == bindings::ib_wc_status_IB_WC_SUCCESS {
-                return Ok(());
+                return refused.map_or(Ok(()), Err);
             }
             pr_err!(
                 "server {}: RDMA {} failed: completion status {}\n",
@@ -800,7 +908,7 @@ impl Conn {
             self.state.lost.store(true, Ordering::Release);
             return Err(Failure::Completion(status));
         }
-        // The request is still the device's: flush it before the page goes.
+        // The requests are still the device's: flush them before the pages go.
         pr_err!(
             "server {}: RDMA {} timed out; flushing the queue\n",
             self.peer,
@@ -814,7 +922,7 @@ impl Conn {
                 e.to_errno()
             );
             self.teardown();
-        } else if self.reap(seq, jiffies() + timeout).is_none() {
+        } else if self.reap_missing(jiffies() + timeout).is_none() {
             pr_err!(
                 "server {}: RDMA {} not flushed in time; destroying the queue\n",
                 self.peer,
@@ -825,10 +933,25 @@ impl Conn {
         Err(Failure::Timeout)
     }
 
-    /// Polls the CQ until the completion of request `seq` (its status), or
-    /// None once jiffies pass `deadline`.
-    fn reap(&mut self, seq: u64, deadline: u64) -> Option<u32> {
-        loop {
+    /// Polls the CQ until the completions of the `count` requests from
+    /// `first` on were all seen: Some(status), the first error's, or
+    /// success if none failed; None once jiffies pass `deadline` (the ones
+    /// still missing stay in `self.missing`).
+    fn reap(&mut self, first: u64, count: usize, deadline: u64) -> Option<u32> {
+        self.missing = if count >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << count) - 1
+        };
+        self.first = first;
+        self.failed = bindings::ib_wc_status_IB_WC_SUCCESS;
+        self.reap_missing(deadline)
+    }
+
+    /// Polls until every request in `self.missing` completed (see `reap`).
+    fn reap_missing(&mut self, deadline: u64) -> Option<u32> {
+        let mut empty = 0u32;
+        while self.missing != 0 {
             // SAFETY: zeroed is a valid ib_wc for the CQ to fill.
             let mut wc: bindings::ib_wc = unsafe { core::mem::zeroed() };
             // SAFETY: our live CQ (a QP exists, so the CQ does), polled only
@@ -836,18 +959,33 @@ impl Conn {
             let n = unsafe { bindings::ib_poll_cq(self.cq, 1, &mut wc) };
             if n > 0 {
                 // SAFETY: we post with wr_id, so that is the member to read.
-                if unsafe { wc.__bindgen_anon_1.wr_id } == seq {
-                    return Some(wc.status);
+                let id = unsafe { wc.__bindgen_anon_1.wr_id };
+                let i = id.wrapping_sub(self.first);
+                // Not ours (nothing else should be outstanding: every
+                // batch is reaped or its QP destroyed before the next):
+                // skip it.
+                if i < 64 && self.missing & (1 << i) != 0 {
+                    self.missing &= !(1 << i);
+                    if wc.status != bindings::ib_wc_status_IB_WC_SUCCESS
+                        && self.failed == bindings::ib_wc_status_IB_WC_SUCCESS
+                    {
+                        self.failed = wc.status;
+                    }
                 }
-                // Not ours: nothing else should be outstanding (each request
-                // is reaped or its QP destroyed before the next), skip it.
+                empty = 0;
                 continue;
             }
             if past(deadline) {
                 return None;
             }
-            cond_resched();
+            empty += 1;
+            if self.sleepy_poll && empty > SLEEPY_SPINS {
+                sleep_us(20, 60);
+            } else {
+                cond_resched();
+            }
         }
+        Some(self.failed)
     }
 
     /// Moves the QP to the error state, which flushes outstanding requests.
@@ -905,6 +1043,47 @@ impl Drop for Conn {
         // SAFETY: our id, destroyed once; rdma_destroy_id waits for a
         // running handler, after which `state` (dropped after us) may go.
         unsafe { bindings::rdma_destroy_id(self.id) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The reads-ahead workqueue.
+
+extern "C" {
+    fn rswap_rdma_ahead_wq_create() -> c_int;
+    fn rswap_rdma_ahead_kick(cpu: core::ffi::c_uint);
+    fn rswap_rdma_ahead_wq_destroy();
+}
+
+/// The workqueue of the reads ahead (rswap_rdma_glue.c): one work item
+/// per CPU, which calls `rswap_rdma_ahead(cpu)` (ahead.rs). One at a time
+/// exists (the glue's workqueue is a static).
+pub(crate) struct AheadWq(());
+
+impl AheadWq {
+    pub(crate) fn new() -> Result<AheadWq> {
+        // SAFETY: no arguments; creates the glue's workqueue.
+        let r = unsafe { rswap_rdma_ahead_wq_create() };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(AheadWq(()))
+    }
+
+    /// Runs CPU `cpu`'s work item soon, unless it is already queued.
+    pub(crate) fn kick(&self, cpu: usize) {
+        // SAFETY: the workqueue exists while `self` does; the glue queues
+        // the work on that CPU, or, offline, wherever it may run.
+        unsafe { rswap_rdma_ahead_kick(cpu as core::ffi::c_uint) }
+    }
+}
+
+impl Drop for AheadWq {
+    fn drop(&mut self) {
+        // SAFETY: destroys the workqueue created in `new`, after running
+        // what is queued and waiting for what runs; nobody kicks it any
+        // more (`self` is going).
+        unsafe { rswap_rdma_ahead_wq_destroy() }
     }
 }
 
@@ -1060,6 +1239,8 @@ pub(crate) mod params {
         fn rswap_rdma_param_loss_timeout_s() -> c_uint;
         fn rswap_rdma_param_placement() -> c_int;
         fn rswap_rdma_param_follow_upstream() -> bool;
+        fn rswap_rdma_param_async_loads() -> bool;
+        fn rswap_rdma_param_readahead_depth() -> c_uint;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -1104,6 +1285,16 @@ pub(crate) mod params {
     pub(crate) fn follow_upstream() -> bool {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_follow_upstream() }
+    }
+
+    pub(crate) fn async_loads() -> bool {
+        // SAFETY: as above.
+        unsafe { rswap_rdma_param_async_loads() }
+    }
+
+    pub(crate) fn readahead_depth() -> u32 {
+        // SAFETY: as above.
+        unsafe { rswap_rdma_param_readahead_depth() }
     }
 
     pub(crate) fn loss_timeout_s() -> u32 {

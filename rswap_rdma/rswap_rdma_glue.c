@@ -5,16 +5,21 @@
  * - module_param() is a C macro: rswap_rdma's parameters are declared here
  *   and read by the Rust side (params.rs), which validates them.
  *   placement= is parsed here, since it may change at run time.
+ * - The reads-ahead workqueue (rdma.rs `AheadWq`): the workqueue API and
+ *   per-CPU variables are macros.
  * - The queue locks (rdma.rs `Mutex`): mutex_init() is a macro that gives
  *   each call site its own static lock_class_key, mutex_lock() is a macro
  *   under lockdep (mutex_lock_nested), and mutex_destroy() is inline without
  *   CONFIG_DEBUG_MUTEXES.
  */
 #include <linux/moduleparam.h>
+#include <linux/errno.h>
 #include <linux/kernel.h>
 #include <linux/printk.h>
 #include <linux/string.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/workqueue.h>
 
 static char *servers;
 module_param(servers, charp, 0444);
@@ -43,6 +48,14 @@ MODULE_PARM_DESC(loss_timeout_s, "How long a server may be unreachable before it
 static bool follow_upstream;
 module_param(follow_upstream, bool, 0444);
 MODULE_PARM_DESC(follow_upstream, "Also use the memory each server re-exports from its upstream memory node (memserver --upstream), reached through that server (default N)");
+
+static bool async_loads = true;
+module_param(async_loads, bool, 0444);
+MODULE_PARM_DESC(async_loads, "Load readahead pages asynchronously, in batches on their own queues (default Y); N reads them one by one as the fault's own page");
+
+static unsigned int readahead_depth = 8;
+module_param(readahead_depth, uint, 0444);
+MODULE_PARM_DESC(readahead_depth, "Reads ahead in flight at once on a readahead queue, posted as one batch (1-32, default 8)");
 
 /*
  * placement= is writable at run time (0644), so it has its own set/get:
@@ -93,14 +106,18 @@ unsigned long rswap_rdma_param_node_id(void);
 unsigned long rswap_rdma_param_node_id(void) { return node_id; }
 bool rswap_rdma_param_follow_upstream(void);
 bool rswap_rdma_param_follow_upstream(void) { return follow_upstream; }
+bool rswap_rdma_param_async_loads(void);
+bool rswap_rdma_param_async_loads(void) { return async_loads; }
+unsigned int rswap_rdma_param_readahead_depth(void);
+unsigned int rswap_rdma_param_readahead_depth(void) { return readahead_depth; }
 unsigned int rswap_rdma_param_loss_timeout_s(void);
 unsigned int rswap_rdma_param_loss_timeout_s(void) { return loss_timeout_s; }
 
 /*
- * Two call sites of mutex_init(), so two lockdep classes: every read queue
- * shares one, every write queue the other (lockdep names them after the
- * argument). A task never holds two queues of one kind, and the two kinds
- * are never nested today; separate classes keep a report precise if that
+ * Three call sites of mutex_init(), so three lockdep classes: read queues,
+ * write queues and readahead queues (lockdep names them after the
+ * argument). A task never holds two queues of one kind, and the kinds are
+ * never nested today; separate classes keep a report precise if that
  * changes.
  */
 void rswap_rdma_read_queue_lock_init(struct mutex *rswap_rdma_read_queue);
@@ -115,6 +132,12 @@ void rswap_rdma_write_queue_lock_init(struct mutex *rswap_rdma_write_queue)
 	mutex_init(rswap_rdma_write_queue);
 }
 
+void rswap_rdma_readahead_queue_lock_init(struct mutex *rswap_rdma_readahead_queue);
+void rswap_rdma_readahead_queue_lock_init(struct mutex *rswap_rdma_readahead_queue)
+{
+	mutex_init(rswap_rdma_readahead_queue);
+}
+
 void rswap_rdma_mutex_lock(struct mutex *lock);
 void rswap_rdma_mutex_lock(struct mutex *lock)
 {
@@ -125,4 +148,60 @@ void rswap_rdma_mutex_destroy(struct mutex *lock);
 void rswap_rdma_mutex_destroy(struct mutex *lock)
 {
 	mutex_destroy(lock);
+}
+
+/*
+ * The reads-ahead workqueue (ahead.rs): a work item per CPU, which loads
+ * what waits on that CPU's list. WQ_MEM_RECLAIM: it runs under memory
+ * pressure, where a new worker may not be creatable, and a task may be
+ * waiting for one of its pages. Unbound: it polls its CQ for a while, and
+ * must neither take the CPU of the task it reads for nor hold up the
+ * other work items of a per-CPU pool.
+ */
+struct rswap_rdma_ahead_work {
+	struct work_struct work;
+	unsigned int cpu;
+};
+
+static DEFINE_PER_CPU(struct rswap_rdma_ahead_work, rswap_rdma_ahead_works);
+static struct workqueue_struct *rswap_rdma_ahead_wq;
+
+void rswap_rdma_ahead(unsigned int cpu);
+
+static void rswap_rdma_ahead_fn(struct work_struct *work)
+{
+	rswap_rdma_ahead(container_of(work, struct rswap_rdma_ahead_work, work)->cpu);
+}
+
+int rswap_rdma_ahead_wq_create(void);
+int rswap_rdma_ahead_wq_create(void)
+{
+	unsigned int cpu;
+
+	for_each_possible_cpu(cpu) {
+		struct rswap_rdma_ahead_work *w = per_cpu_ptr(&rswap_rdma_ahead_works, cpu);
+
+		INIT_WORK(&w->work, rswap_rdma_ahead_fn);
+		w->cpu = cpu;
+	}
+	rswap_rdma_ahead_wq = alloc_workqueue("rswap_rdma_ahead", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	return rswap_rdma_ahead_wq ? 0 : -ENOMEM;
+}
+
+void rswap_rdma_ahead_kick(unsigned int cpu);
+void rswap_rdma_ahead_kick(unsigned int cpu)
+{
+	if (cpu >= nr_cpu_ids)
+		cpu = raw_smp_processor_id();
+	queue_work_on(cpu, rswap_rdma_ahead_wq, &per_cpu_ptr(&rswap_rdma_ahead_works, cpu)->work);
+}
+
+/* Runs what is queued, waits for what runs, then frees the workqueue. */
+void rswap_rdma_ahead_wq_destroy(void);
+void rswap_rdma_ahead_wq_destroy(void)
+{
+	if (rswap_rdma_ahead_wq) {
+		destroy_workqueue(rswap_rdma_ahead_wq);
+		rswap_rdma_ahead_wq = NULL;
+	}
 }

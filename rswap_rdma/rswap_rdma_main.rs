@@ -3,8 +3,9 @@
 //! servers (memserver) over RDMA.
 //!
 //! At load it connects to every server in `servers=`: per CPU and per
-//! server one reliable connection for reads (page faults) and one for
-//! writes (swap-out), each with its own polled CQ. Each server grants a
+//! server one reliable connection for reads (page faults), one for writes
+//! (swap-out) and one for reads ahead (batches, ahead.rs), each with its
+//! own polled CQ. Each server grants a
 //! region of its pool; a page goes to one 4 KiB slot of one region with a
 //! one-sided RDMA WRITE and comes back with an RDMA READ.
 //!
@@ -26,10 +27,12 @@
 //! | `server.rs` | a server: connecting, its session and region, its health (up, reconnecting, lost) and recovery, one page transfer |
 //! | `placement.rs` | server choice (`placement=`), the weighted policy's shares, the region's slots and their bounds, the key -> slot map |
 //! | `tier.rs` | the tiered policy: hot and cold pages, promotion and demotion, moving a page safely |
-//! | `queue.rs` | queues: a connection per CPU and direction, one request at a time, failures, rebuilding |
+//! | `queue.rs` | queues: a connection per CPU and class (read, write, read ahead), failures, rebuilding |
+//! | `ahead.rs` | reads ahead: the kernel's readahead pages, loaded asynchronously in batches by a work item per CPU |
+//! | `slotmap.rs` | a region's free slots: a bitmap with a summary (pure logic, unit-tested on the host) |
 //! | `stats.rs` | per-server counters and their debugfs files |
-//! | `rdma.rs` | the FFI layer: CM connections, QPs, CQs, DMA mapping, post/poll, the queue mutex, the recovery thread, parameters; every `unsafe` block |
-//! | `rswap_rdma_glue.c` | C for what Rust cannot reach: `module_param`, `mutex_init`/`mutex_lock` |
+//! | `rdma.rs` | the FFI layer: CM connections, QPs, CQs, DMA mapping, post/poll, the queue mutex, the recovery thread, the reads-ahead workqueue, vmalloc'd words, parameters; every `unsafe` block |
+//! | `rswap_rdma_glue.c` | C for what Rust cannot reach: `module_param`, `mutex_init`/`mutex_lock`, the workqueue and per-CPU work items |
 //!
 //! Shared with rswap: `../rswap/backend.rs` (the backend ABI) and
 //! `../rswap/ffi.rs` (pages, xarray, debugfs, spinlock).
@@ -42,10 +45,12 @@
 //! for the task rather than stale data (server.rs). A page is handed back
 //! to the kernel only once the NIC can no longer touch it (see rdma.rs).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
+mod ahead;
 #[path = "../rswap/backend.rs"]
 mod backend;
 #[path = "../rswap/ffi.rs"]
@@ -64,10 +69,11 @@ mod slotmap;
 mod stats;
 mod tier;
 
-use backend::{Backend, Registration, SwapKey};
+use ahead::Ahead;
+use backend::{Backend, PendingLoad, Registration, SwapKey};
 use ffi::{try_box, DebugfsDir, PageRef};
 use placement::{Place, Placement, Policy};
-use rdma::Worker;
+use rdma::{AheadWq, Worker};
 use server::Server;
 use tier::Tiers;
 
@@ -81,14 +87,34 @@ module! {
 
 /// The backend: the servers and where each page is.
 struct Rdma {
-    /// Declared first, so dropped first: the files go before the counters
-    /// they show, whenever the backend is dropped (also when registering
-    /// it fails).
+    /// The workqueue of the reads ahead (ahead.rs), `None` with
+    /// `async_loads=0`. Declared first, so dropped first: its drop waits
+    /// for a running work item, which uses the core.
+    _ahead_wq: Option<AheadWq>,
+    /// Dropped next: the files go before the counters they show, whenever
+    /// the backend is dropped (also when registering it fails).
     _dirs: Vec<DebugfsDir>,
     _root: DebugfsDir,
     /// The servers and where each page is, owned by the recovery thread's
     /// Worker, which stops the thread before they go.
     core: Worker<Core>,
+}
+
+impl Drop for Rdma {
+    /// Runs before the fields go: the reads-ahead work items find no core
+    /// from now on, and the workqueue (dropped first) waits for one that
+    /// is running. Swap is off (rswap pinned us while it was on), so no
+    /// load waits.
+    fn drop(&mut self) {
+        CORE.store(ptr::null_mut(), Ordering::Release);
+        let waiting = self.core.ctx().ahead.waiting();
+        if waiting != 0 {
+            pr_err!(
+                "{} reads ahead still waiting at unload: this is a bug\n",
+                waiting
+            );
+        }
+    }
 }
 
 /// What the recovery thread works on, shared with the backend.
@@ -98,6 +124,48 @@ struct Core {
     tiers: Tiers,
     /// The placement policy it last saw, to log a change.
     policy: AtomicU32,
+    /// The reads ahead waiting for their CPU's work item.
+    ahead: Ahead,
+    async_loads: bool,
+}
+
+impl Core {
+    /// Reads the page of `key` into `page`, waiting for its server if it
+    /// is reconnecting; EIO if the page is lost.
+    fn load(&self, key: SwapKey, page: &PageRef) -> Result {
+        // Registered before the lookup: a page being moved keeps its old
+        // slot until this load is done (tier.rs).
+        let reading = self.tiers.readers.enter();
+        let (p, moving) = self.placement.get_moving(key.raw()).ok_or(code::EIO)?;
+        if moving {
+            self.tiers.loads_during_move.fetch_add(1, Ordering::Relaxed);
+        }
+        let s = self.servers.get(p.server).ok_or(code::EIO)?;
+        s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)?;
+        drop(reading);
+        if Policy::now() == Policy::Tiered {
+            self.tiers
+                .loaded(&self.servers, &self.placement, key.raw(), p, page);
+        }
+        Ok(())
+    }
+}
+
+/// The live core, for the reads-ahead work items (ahead.rs): set before
+/// the backend registers, cleared when the backend is dropped, just
+/// before its workqueue (whose drop waits for a running work item).
+static CORE: AtomicPtr<Core> = AtomicPtr::new(ptr::null_mut());
+
+/// The reads-ahead work item of CPU `cpu` (called by rswap_rdma_glue.c).
+#[no_mangle]
+pub extern "C" fn rswap_rdma_ahead(cpu: core::ffi::c_uint) {
+    let p = CORE.load(Ordering::Acquire);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: non-null `CORE` points at the core the backend owns, which
+    // outlives the workqueue that runs us (`Rdma::_ahead_wq`).
+    ahead::work(unsafe { &*p }, cpu as usize);
 }
 
 /// The recovery thread's work, every [`RECOVERY_PERIOD_MS`]: rebuilds
@@ -183,22 +251,34 @@ impl Backend for Rdma {
     }
 
     fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
+        self.core.ctx().load(key, page)
+    }
+
+    fn loads_async(&self) -> bool {
+        self.core.ctx().async_loads
+    }
+
+    /// A page read ahead: waits on this CPU's list for its work item
+    /// (ahead.rs), or, if the list is full, is loaded now.
+    fn load_async(&self, key: SwapKey, load: PendingLoad) {
         let core = self.core.ctx();
-        // Registered before the lookup: a page being moved keeps its old
-        // slot until this load is done (tier.rs).
-        let reading = core.tiers.readers.enter();
-        let (p, moving) = core.placement.get_moving(key.raw()).ok_or(code::EIO)?;
-        if moving {
-            core.tiers.loads_during_move.fetch_add(1, Ordering::Relaxed);
+        let waiting = match &self._ahead_wq {
+            Some(wq) => {
+                let cpu = rdma::cpu_id();
+                let back = core.ahead.push(cpu, key, load);
+                if back.is_none() {
+                    wq.kick(cpu);
+                }
+                back
+            }
+            // Not asynchronous (rswap then never asks this).
+            None => Some((key, load)),
+        };
+        if let Some((key, mut load)) = waiting {
+            core.ahead.at_once.fetch_add(1, Ordering::Relaxed);
+            let r = core.load(key, load.page());
+            load.complete(r);
         }
-        let s = core.servers.get(p.server).ok_or(code::EIO)?;
-        s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)?;
-        drop(reading);
-        if Policy::now() == Policy::Tiered {
-            core.tiers
-                .loaded(&core.servers, &core.placement, key.raw(), p, page);
-        }
-        Ok(())
     }
 
     fn invalidate(&self, key: SwapKey) {
@@ -298,16 +378,33 @@ impl kernel::Module for RswapRdma {
                 placement,
                 tiers: Tiers::new()?,
                 policy: AtomicU32::new(policy as u32),
+                ahead: Ahead::new(cpus, p.readahead_depth)?,
+                async_loads: p.async_loads,
             })?,
             tick,
             RECOVERY_PERIOD_MS,
         )?;
+        // The core stays where it is (boxed in the Worker) from here on.
+        CORE.store(core.ctx() as *const Core as *mut Core, Ordering::Release);
+        let ahead_wq = if p.async_loads {
+            match AheadWq::new() {
+                Ok(wq) => Some(wq),
+                Err(e) => {
+                    CORE.store(ptr::null_mut(), Ordering::Release);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         // The moves' races, counted (tier.rs); the backend drops the
         // directory before the counters.
         let tiers = &core.ctx().tiers;
         root.add_u64(b"loads_during_move\0", &tiers.loads_during_move);
         root.add_u64(b"frees_waited\0", &tiers.frees_waited);
+        root.add_u64(b"reads_ahead_at_once\0", &core.ctx().ahead.at_once);
         let backend = Rdma {
+            _ahead_wq: ahead_wq,
             _dirs: dirs,
             _root: root,
             core,
@@ -316,13 +413,18 @@ impl kernel::Module for RswapRdma {
         // above can fail after it.
         let registration = Registration::new(b"rdma\0", module, backend)?;
         pr_info!(
-            "node {:#x}: {} servers, {} queues each, {} MiB asked of each, placement {}; an unreachable server's pages wait {} s before they are lost\n",
+            "node {:#x}: {} servers, {} queues each, {} MiB asked of each, placement {}; an unreachable server's pages wait {} s before they are lost; reads ahead {}\n",
             p.node_id,
             servers_len,
-            2 * cpus,
+            3 * cpus,
             p.mib,
             policy.name(),
-            p.loss_timeout_s
+            p.loss_timeout_s,
+            if p.async_loads {
+                "asynchronous, in batches"
+            } else {
+                "synchronous"
+            }
         );
         Ok(RswapRdma {
             _registration: registration,

@@ -37,8 +37,10 @@ use crate::ffi::{try_box, PageRef, SpinLock};
 use crate::params::Params;
 use crate::placement::{Health, Region, RegionError, Slots};
 use crate::proto::{server_id, DecodeError, Reply, Request, Sealed, Status, Tag, Token, NO_TOKEN};
-use crate::queue::{Queue, Queues, QUEUE_DEPTH};
-use crate::rdma::{self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, PRIVATE_MAX};
+use crate::queue::{Class, Queue, Queues, QUEUE_DEPTH};
+use crate::rdma::{
+    self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, BATCH_MAX, PRIVATE_MAX,
+};
 use crate::stats::ServerStats;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::code;
@@ -60,6 +62,8 @@ struct Ask {
     mib: u32,
     key: HmacKey,
     timeout_ms: u32,
+    /// The readahead queues' depth (`readahead_depth=`).
+    readahead_depth: u32,
 }
 
 impl Ask {
@@ -296,11 +300,21 @@ fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<
     let req = ask
         .seal(ep, q as u16, Kind::Queue, &token)
         .ok_or(code::EIO)?;
-    let (conn, priv_data, n) = match Conn::connect(ep, &req.bytes, ask.timeout_ms, QUEUE_DEPTH) {
+    let class = Class::of_queue(q);
+    let (mut conn, priv_data, n) = match Conn::connect(
+        ep,
+        &req.bytes,
+        ask.timeout_ms,
+        class.depth(ask.readahead_depth),
+    ) {
         Ok(c) => c,
         Err(_) if quiet => return Err(code::EHOSTUNREACH),
         Err(e) => return Err(connect_error(ep, e, ask, &req)),
     };
+    // Nobody waits on a read ahead: its poll must not hog a CPU.
+    if class == Class::ReadAhead {
+        conn.set_sleepy_poll();
+    }
     // An accept that does not authenticate is logged even when quiet: an
     // impostor at a server's address is worth a line per attempt.
     let session = granted(ep, &priv_data[..n.min(PRIVATE_MAX)], &req.tag, ask)?;
@@ -308,7 +322,8 @@ fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<
 }
 
 impl Server {
-    /// Connects `2 * cpus` queues (a read and a write queue per CPU) to
+    /// Connects `3 * cpus` queues (a read, a write and a readahead queue
+    /// per CPU) to
     /// `ep` and checks the region it grants. Any failure is logged and
     /// undoes what was set up (Drop order).
     pub(crate) fn connect(ep: Endpoint, p: &Params, cpus: usize) -> Result<Server> {
@@ -324,10 +339,11 @@ impl Server {
             mib: p.mib,
             key,
             timeout_ms: p.timeout_ms,
+            readahead_depth: p.readahead_depth,
         };
         let mut queues = Queues::new();
         let mut first: Option<Session> = None;
-        for q in 0..2 * cpus {
+        for q in 0..3 * cpus {
             let token = first.map_or(NO_TOKEN, |s| s.token);
             let (conn, session) = open(ep, &ask, q, token, false)?;
             match first {
@@ -338,7 +354,7 @@ impl Server {
                 }
                 Some(_) => {}
             }
-            queues.push(Queue::new(conn, q, Op::of_queue(q))?)?;
+            queues.push(Queue::new(conn, q, Class::of_queue(q))?)?;
         }
         let session = first.ok_or(code::EINVAL)?;
         let region = session.region;
@@ -354,7 +370,7 @@ impl Server {
         pr_info!(
             "server {}: {} queues connected, region of {} MiB (rkey {:#x}), free-slot map {} KiB\n",
             ep,
-            2 * cpus,
+            3 * cpus,
             region.bytes() / MIB,
             region.rkey,
             (Slots::map_bytes(region.slots()) + 1023) / 1024
@@ -469,7 +485,7 @@ impl Server {
     /// itself failed.
     fn write(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
         let (remote, rkey) = self.target(slot).ok_or(code::ECONNRESET)?;
-        let q = self.queues.for_cpu(Op::Write).ok_or(code::ECONNRESET)?;
+        let q = self.queues.for_cpu(Class::Write).ok_or(code::ECONNRESET)?;
         if q.broken() {
             return Err(code::ECONNRESET);
         }
@@ -529,6 +545,7 @@ impl Server {
                         return Err(code::EIO);
                     }
                     self.stats.reads.fetch_add(1, Ordering::Relaxed);
+                    self.stats.timed_reads.fetch_add(1, Ordering::Relaxed);
                     self.stats
                         .read_lat
                         .record(rdma::now_ns().saturating_sub(t0));
@@ -553,6 +570,58 @@ impl Server {
                 return Err(code::EIO);
             }
             rdma::sleep_ms(LOAD_RETRY_MS);
+        }
+    }
+
+    /// Reads ahead: `pages[i]` from `slots[i]`, all of generation `gen`,
+    /// as one batch on a readahead queue (this CPU's, or the first that
+    /// works). One attempt: EAGAIN if it failed or the server is not up
+    /// (EINVAL for a bad batch), and the caller loads each page with
+    /// [`Server::read`], which waits for a reconnecting server and says
+    /// when a page is lost. The pages' bytes are then not to be trusted.
+    /// Counted in `reads` (and `reads_ahead`), but not timed: a batch's
+    /// time is not one read's latency.
+    pub(crate) fn read_ahead(&self, pages: &[&PageRef], slots: &[u32], gen: u32) -> Result {
+        let n = pages.len();
+        if n == 0 || n > BATCH_MAX || slots.len() != n {
+            return Err(code::EINVAL);
+        }
+        let (now_gen, health) = self.slots.state();
+        if now_gen != gen || health != Health::Up {
+            return Err(code::EAGAIN);
+        }
+        // Every address from one session, so one region and one rkey.
+        let mut remotes = [0u64; BATCH_MAX];
+        let rkey = self
+            .session
+            .with(|s| {
+                for (i, &slot) in slots.iter().enumerate() {
+                    remotes[i] = s.region.slot_addr(slot)?;
+                }
+                Some(s.region.rkey)
+            })
+            .ok_or(code::EAGAIN)?;
+        let busy = self.stats.busy();
+        let tried = self.queues.first_working(Class::ReadAhead, |q| {
+            q.read_batch(pages, &remotes[..n], rkey, self.timeout)
+        });
+        drop(busy);
+        match tried {
+            // A new generation may mean a new region: what we read is
+            // then not our pages.
+            Some(Ok(())) if self.slots.gen() == gen => {
+                self.stats.reads.fetch_add(n as u64, Ordering::Relaxed);
+                self.stats
+                    .reads_ahead
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                self.stats.read_batches.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(Ok(())) | None => Err(code::EAGAIN),
+            Some(Err(f)) => {
+                self.trouble(f);
+                Err(code::EAGAIN)
+            }
         }
     }
 
@@ -592,7 +661,7 @@ impl Server {
     ) -> (Option<core::result::Result<(), Failure>>, u64) {
         let busy = self.stats.busy();
         let t0 = rdma::now_ns();
-        let tried = self.queues.first_working(Op::Read, |q| {
+        let tried = self.queues.first_working(Class::Read, |q| {
             q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
         });
         drop(busy);

@@ -78,6 +78,11 @@ impl Latency {
 pub(crate) struct ServerStats {
     pub(crate) pages: AtomicU64,
     pub(crate) reads: AtomicU64,
+    /// Of `reads`: pages read ahead in batches on a readahead queue, the
+    /// batches, and the pages of failed batches loaded again one by one.
+    pub(crate) reads_ahead: AtomicU64,
+    pub(crate) read_batches: AtomicU64,
+    pub(crate) readahead_retried: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) up: AtomicU64,
@@ -111,6 +116,10 @@ pub(crate) struct ServerStats {
     /// Reads and writes at the last tick, and for how many ticks each has
     /// not moved: an average without fresh samples is not trusted.
     last_reads: AtomicU64,
+    /// Reads of faulting pages, which sample `read_lat` (not reads ahead,
+    /// whose batches do not): whether the latency figure is fresh.
+    pub(crate) timed_reads: AtomicU64,
+    last_timed_reads: AtomicU64,
     last_writes: AtomicU64,
     read_idle_ticks: AtomicU64,
     write_idle_ticks: AtomicU64,
@@ -210,8 +219,17 @@ impl ServerStats {
     /// second at 100 ms).
     pub(crate) fn tick(&self, now_ns: u64, page_size: u64) {
         let mut pages = 0;
+        // Every page read counts for the bandwidth; only the timed reads
+        // say whether the read latency is fresh (read_idle_ticks).
+        let reads = self.reads.load(Ordering::Relaxed);
+        pages += reads.saturating_sub(self.last_reads.swap(reads, Ordering::Relaxed));
         for (count, last, idle, traffic) in [
-            (&self.reads, &self.last_reads, &self.read_idle_ticks, true),
+            (
+                &self.timed_reads,
+                &self.last_timed_reads,
+                &self.read_idle_ticks,
+                false,
+            ),
             (
                 &self.writes,
                 &self.last_writes,
@@ -286,6 +304,9 @@ pub(crate) fn publish(
     for (name, c) in [
         (&b"pages\0"[..], &st.pages),
         (b"reads\0", &st.reads),
+        (b"reads_ahead\0", &st.reads_ahead),
+        (b"read_batches\0", &st.read_batches),
+        (b"readahead_retried\0", &st.readahead_retried),
         (b"writes\0", &st.writes),
         (b"errors\0", &st.errors),
         (b"up\0", &st.up),

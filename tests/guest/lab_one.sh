@@ -1,5 +1,6 @@
 # One memory node: the page walker at 3x memory.max swaps over RDMA; every
-# byte verifies and rswap_rdma's counters show the traffic.
+# byte verifies and rswap_rdma's counters show the traffic, the pages read
+# ahead asynchronously in batches among it.
 . /tests/lib.sh
 # A fixed node id, which the clones below claim.
 load_rdma servers="$(server 1)" mib_per_server=256 node_id=0x5eed || fail "insmod rswap_rdma"
@@ -44,6 +45,13 @@ expect "all of them over RDMA" "$(stat rswap/rdma/stores)" -eq "$stores"
 expect "RDMA writes to the server" "$(rstat 0 writes)" -ge "$stores"
 expect "RDMA reads from the server" "$(rstat 0 reads)" -ge 6000
 expect "no RDMA error" "$(rstat 0 errors)" -eq 0
+# Reads ahead went asynchronously, in batches on the readahead queues, and
+# none had to be loaded again.
+expect "readahead pages loaded asynchronously" "$(stat rswap/loads_async)" -gt 1000
+expect "all of them read in batches (or at once, their list full)" "$(($(rstat 0 reads_ahead) + $(stat rswap_rdma/reads_ahead_at_once)))" -eq "$(stat rswap/loads_async)"
+expect "batches of more than one page" "$(rstat 0 reads_ahead)" -gt "$(rstat 0 read_batches)"
+expect "no batch retried" "$(rstat 0 readahead_retried)" -eq 0
+note "reads ahead: $(rstat 0 reads_ahead) pages in $(rstat 0 read_batches) batches, $(stat rswap_rdma/reads_ahead_at_once) at once; rswap loads $(stat rswap/loads), of them readahead $(stat rswap/loads_readahead)"
 expect "server up" "$(rstat 0 up)" -eq 1
 expect "no store refused" "$(stat rswap/store_refused)" -eq 0
 expect "nothing written to the swap disk" "$(($(vmstat pswpout) - out0))" -eq 0
