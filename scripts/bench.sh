@@ -45,7 +45,14 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 for mode in "${MODES[@]}"; do
 	log "bench: $mode"
 	case $mode in
-	disk | dram | prefetch) console=$(rswap_run_guest "bench_$mode" 3600) ;;
+	disk | dram) console=$(rswap_run_guest "bench_$mode" 1800) ;;
+	prefetch)
+		console=$(rswap_run_guest bench_prefetch 3600)
+		grep -a -q "^RSWAP-RESULT bench_prefetch PASS" "$console" || die "prefetch (dram) failed; see $console"
+		prefetch=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")$'\n'
+		BENCH_ARGS="rswap.mib=32" lab_bench bench_prefetch 1
+		prefetch+=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")
+		;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
 	rdma1) lab_bench bench_rdma 1 ;;
 	rdma2) lab_bench bench_rdma 2 ;;
@@ -87,10 +94,7 @@ for mode in "${MODES[@]}"; do
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
-	if [ "$mode" = prefetch ]; then
-		prefetch=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")
-		continue
-	fi
+	[ "$mode" = prefetch ] && continue
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -152,18 +156,20 @@ done
 	fi
 	if [ -n "$prefetch" ]; then
 		echo
-		echo "The fault path (bench.sh prefetch), rswap_dram: pagewalker --mib 64 --seed 7 under memory.max=16M, two full"
+		echo "The fault path (bench.sh prefetch), rswap_dram (single VM) and rswap_rdma (the lab, memory node 1, unshaped link):"
+		echo "pagewalker --mib 64 (rdma: 32) --seed 7 under memory.max=16M, two full"
 		echo "read passes (sequential, stride 5, or a random permutation; mixed: sequential, one Zipf-like random pass"
 		echo "with rewrites, sequential). sync: async_loads=0 (readahead read synchronously, as before patch 0017);"
 		echo "async: kernel readahead loaded asynchronously; trend and off: prefetch=trend, prefetch=off. Misses are"
 		echo "faults that had to read their page; accuracy = read-ahead pages used / read ahead; coverage = read-ahead"
 		echo "pages used / (those + misses)."
 		echo
-		echo "| workload | mode | swap-in MiB/s | major faults | misses | read ahead | accuracy | coverage | fault p50 us | fault p99 us | run s | mismatches |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+		echo "| backend | workload | mode | swap-in MiB/s | major faults | misses | read ahead | accuracy | coverage | fault p50 us | fault p99 us | run s | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 		while read -r l; do
+			[ -n "$l" ] || continue
 			m=$(val misses "$l") h=$(val prefetch_hits "$l") r=$(val read_ahead "$l")
-			echo "| $(val workload "$l") | $(val mode "$l") | $(val swapin_mib_s "$l") | $(val majflt "$l") | $m | $r | $((100 * h / (r + 1)))% | $((100 * h / (h + m + 1)))% | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val seconds "$l") | $(val mismatches "$l") |"
+			echo "| $(val backend "$l") | $(val workload "$l") | $(val mode "$l") | $(val swapin_mib_s "$l") | $(val majflt "$l") | $m | $r | $((100 * h / (r + 1)))% | $((100 * h / (h + m + 1)))% | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val seconds "$l") | $(val mismatches "$l") |"
 		done <<<"$prefetch"
 	fi
 	if [ -n "$perf" ]; then

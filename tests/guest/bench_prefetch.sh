@@ -1,22 +1,34 @@
-# Benchmark: the fault path with rswap_dram, every workload under every
-# mode, in one run. One RSWAP-BENCH-PREFETCH line per run (bench.sh
-# prefetch tabulates them):
+# Benchmark: the fault path, every workload under every mode, in one run:
+# with rswap_dram in the single VM, with rswap_rdma against memory node 1
+# in the lab. One RSWAP-BENCH-PREFETCH line per run (bench.sh prefetch
+# tabulates them):
 # - modes: sync (async_loads=0, prefetch=kernel: every readahead page read
-#   synchronously, as before patch 0017), async (kernel readahead, loaded
-#   asynchronously), trend (prefetch=trend), off (prefetch=off);
+#   synchronously, one by one, as before patch 0017), async (kernel
+#   readahead, loaded asynchronously), trend (prefetch=trend), off
+#   (prefetch=off);
 # - workloads: sequential, strided (stride 5: the kernel's readahead
 #   reads the wrong neighbours), random (full passes in a random
 #   permutation), mixed (a Zipf-like random pass between two sequential
 #   ones).
 . /tests/lib.sh
 P=/sys/module/rswap/parameters/prefetch
-MIB=${BENCH_PREFETCH_MIB:-64}
+MIB=$(param rswap.mib)
+MIB=${MIB:-64}
 d() { echo $(($(stat "$1") - $2)); }
+if [ -n "$(param rswap.servers)" ]; then
+	backend=rdma
+	load() { load_rdma servers="$(server 1)" mib_per_server=128 "$@"; }
+	unload() { unload_rdma; }
+else
+	backend=dram
+	load() { load_rswap capacity_mb=256 "$@"; }
+	unload() { unload_rswap; }
+fi
 for mode in sync async trend off; do
 	if [ $mode = sync ]; then
-		load_rswap capacity_mb=256 async_loads=0 || fail "insmod"
+		load async_loads=0 || fail "insmod"
 	else
-		load_rswap capacity_mb=256 || fail "insmod"
+		load || fail "insmod"
 	fi
 	case $mode in trend) echo trend >$P ;; off) echo off >$P ;; *) echo kernel >$P ;; esac
 	swap_on || fail "swapon"
@@ -31,12 +43,12 @@ for mode in sync async trend off; do
 		a0=$(stat rswap/loads_async) l0=$(stat rswap/loads)
 		walk 16M --mib "$MIB" --seed 7 $args || fail "$mode $wl: pagewalker exit $?"
 		sleep 1
-		echo "RSWAP-BENCH-PREFETCH backend=dram mode=$mode workload=$wl misses=$(d rswap/swapin_misses "$m0")" \
+		echo "RSWAP-BENCH-PREFETCH backend=$backend mode=$mode workload=$wl misses=$(d rswap/swapin_misses "$m0")" \
 			"prefetch_hits=$(d rswap/prefetch_hits "$h0") read_ahead=$(d rswap/loads_readahead "$r0")" \
 			"async=$(d rswap/loads_async "$a0") rswap_loads=$(d rswap/loads "$l0") $(cat /tmp/walk)"
 	done
 	expect "$mode: no load error" "$(stat rswap/load_errors)" -eq 0
 	swapoff "$SWAPDEV" || fail "swapoff"
-	unload_rswap || fail "rmmod"
+	unload || fail "rmmod"
 done
 finish
