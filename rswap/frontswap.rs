@@ -23,6 +23,16 @@ fn core() -> Option<&'static Core> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
+/// A callback's return: 0, the error, or `none` (an errno) if the core is
+/// gone.
+fn ret(r: Option<Result>, none: u32) -> c_int {
+    match r {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => e.to_errno(),
+        None => -(none as c_int),
+    }
+}
+
 unsafe extern "C" fn fs_init(swap_type: c_uint) {
     if let Some(c) = core() {
         c.init_area(swap_type);
@@ -36,11 +46,10 @@ unsafe extern "C" fn fs_store(
 ) -> c_int {
     // SAFETY: frontswap passes a locked page under writeback.
     let page = unsafe { PageRef::from_raw(page) };
-    match core().map(|c| c.store(swap_type, offset, &page)) {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => e.to_errno(),
-        None => -(bindings::ENODEV as c_int),
-    }
+    ret(
+        core().map(|c| c.store(swap_type, offset, &page)),
+        bindings::ENODEV,
+    )
 }
 
 unsafe extern "C" fn fs_load(
@@ -50,11 +59,10 @@ unsafe extern "C" fn fs_load(
 ) -> c_int {
     // SAFETY: frontswap passes a locked, not yet uptodate page to fill.
     let mut page = unsafe { PageRef::from_raw(page) };
-    match core().map(|c| c.load(swap_type, offset, &mut page)) {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => e.to_errno(),
-        None => -(bindings::EIO as c_int),
-    }
+    ret(
+        core().map(|c| c.load(swap_type, offset, &mut page)),
+        bindings::EIO,
+    )
 }
 
 unsafe extern "C" fn fs_load_async(
@@ -65,11 +73,10 @@ unsafe extern "C" fn fs_load_async(
     // SAFETY: frontswap passes a locked, not yet uptodate page to fill; on
     // success it is ours until completed (`rswap_load_done`).
     let page = unsafe { PageRef::from_raw(page) };
-    match core().map(|c| c.load_async(swap_type, offset, page)) {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => e.to_errno(),
-        None => -(bindings::EIO as c_int),
-    }
+    ret(
+        core().map(|c| c.load_async(swap_type, offset, page)),
+        bindings::EIO,
+    )
 }
 
 // The window is the kernel's `pgoff_t` array, used as u64s.
@@ -200,11 +207,7 @@ pub(crate) unsafe extern "C" fn rswap_register_backend(ops: *const BackendOps) -
     // SAFETY: the caller (backend.rs `Registration`) passes a table that
     // stays valid until it calls `rswap_unregister_backend`.
     let handle = unsafe { BackendHandle::from_raw(ops) };
-    match core().map(|c| c.register_backend(handle)) {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => e.to_errno(),
-        None => -(bindings::ENODEV as c_int),
-    }
+    ret(core().map(|c| c.register_backend(handle)), bindings::ENODEV)
 }
 
 /// Unregisters a backend's ops table. Exported to backends.

@@ -515,6 +515,22 @@ impl Op {
             Op::Write => "write",
         }
     }
+
+    /// The direction of the page's DMA mapping.
+    fn dma_dir(self) -> bindings::dma_data_direction {
+        match self {
+            Op::Write => bindings::dma_data_direction_DMA_TO_DEVICE,
+            Op::Read => bindings::dma_data_direction_DMA_FROM_DEVICE,
+        }
+    }
+
+    /// The work request's opcode.
+    fn wr_opcode(self) -> bindings::ib_wr_opcode {
+        match self {
+            Op::Write => bindings::ib_wr_opcode_IB_WR_RDMA_WRITE,
+            Op::Read => bindings::ib_wr_opcode_IB_WR_RDMA_READ,
+        }
+    }
 }
 
 /// The most requests one batch posts (a bit each in `Conn::missing`).
@@ -787,10 +803,7 @@ impl Conn {
         if self.lost() {
             return Err(Failure::Disconnected);
         }
-        let dir = match op {
-            Op::Write => bindings::dma_data_direction_DMA_TO_DEVICE,
-            Op::Read => bindings::dma_data_direction_DMA_FROM_DEVICE,
-        };
+        let dir = op.dma_dir();
         let mut dma = [0u64; N];
         let mut mapped = 0;
         let mut r = Ok(());
@@ -868,10 +881,7 @@ impl Conn {
             w.wr.next = next;
             w.wr.sg_list = &mut sge[i];
             w.wr.num_sge = 1;
-            w.wr.opcode = match op {
-                Op::Write => bindings::ib_wr_opcode_IB_WR_RDMA_WRITE,
-                Op::Read => bindings::ib_wr_opcode_IB_WR_RDMA_READ,
-            };
+            w.wr.opcode = op.wr_opcode();
             w.wr.send_flags = bindings::ib_send_flags_IB_SEND_SIGNALED as c_int;
             w.remote_addr = remotes[i];
             w.rkey = rkey;

@@ -8,7 +8,6 @@
 # loads (async_loads=0) must still work through the synchronous path.
 . /tests/lib.sh
 RA=/sys/kernel/mm/swap/vma_ra_enabled
-d() { echo $(($(stat "$1") - $2)); }
 
 load_rswap capacity_mb=256 || fail "insmod"
 swap_on || fail "swapon"
@@ -19,14 +18,14 @@ for path in vma cluster; do
 	walk 16M --mib 64 --random-passes 0 --seed 3 || fail "$path: pagewalker exit $?"
 	expect "$path: data verified" "$(walkval mismatches)" -eq 0
 	sleep 1 # the workqueue ends the window's last loads
-	async=$(d rswap/loads_async "$a0")
+	async=$(delta rswap/loads_async "$a0")
 	expect "$path: readahead pages loaded asynchronously" "$async" -gt 2000
-	expect "$path: every readahead load was asynchronous" "$(d rswap/loads_readahead "$r0")" -eq "$async"
-	expect "$path: the faulting pages loaded synchronously" "$(($(d rswap/loads "$l0") - async))" -gt 500
-	done_=$(($(d rswap_dram/loads_deferred "$q0") + $(d rswap_dram/loads_inline "$i0")))
+	expect "$path: every readahead load was asynchronous" "$(delta rswap/loads_readahead "$r0")" -eq "$async"
+	expect "$path: the faulting pages loaded synchronously" "$(($(delta rswap/loads "$l0") - async))" -gt 500
+	done_=$(($(delta rswap_dram/loads_deferred "$q0") + $(delta rswap_dram/loads_inline "$i0")))
 	expect "$path: dram completed every asynchronous load" "$done_" -eq "$async"
 	expect "$path: the kernel counted readahead" "$(($(vmstat swap_ra) - ra0))" -ge "$async"
-	note "$path: loads=$(d rswap/loads "$l0") async=$async deferred=$(d rswap_dram/loads_deferred "$q0") inline=$(d rswap_dram/loads_inline "$i0") $(cat /tmp/walk)"
+	note "$path: loads=$(delta rswap/loads "$l0") async=$async deferred=$(delta rswap_dram/loads_deferred "$q0") inline=$(delta rswap_dram/loads_inline "$i0") $(cat /tmp/walk)"
 done
 expect "no load error" "$(stat rswap/load_errors)" -eq 0
 

@@ -14,7 +14,6 @@
 P=/sys/module/rswap/parameters/prefetch
 MIB=$(param rswap.mib)
 MIB=${MIB:-64}
-d() { echo $(($(stat "$1") - $2)); }
 if [ -n "$(param rswap.servers)" ]; then
 	backend=rdma
 	load() { load_rdma servers="$(server 1)" mib_per_server=128 "$@"; }
@@ -43,9 +42,9 @@ for mode in sync async trend off; do
 		a0=$(stat rswap/loads_async) l0=$(stat rswap/loads)
 		walk 16M --mib "$MIB" --seed 7 $args || fail "$mode $wl: pagewalker exit $?"
 		sleep 1
-		echo "RSWAP-BENCH-PREFETCH backend=$backend mode=$mode workload=$wl misses=$(d rswap/swapin_misses "$m0")" \
-			"prefetch_hits=$(d rswap/prefetch_hits "$h0") read_ahead=$(d rswap/loads_readahead "$r0")" \
-			"async=$(d rswap/loads_async "$a0") rswap_loads=$(d rswap/loads "$l0") $(cat /tmp/walk)"
+		echo "RSWAP-BENCH-PREFETCH backend=$backend mode=$mode workload=$wl misses=$(delta rswap/swapin_misses "$m0")" \
+			"prefetch_hits=$(delta rswap/prefetch_hits "$h0") read_ahead=$(delta rswap/loads_readahead "$r0")" \
+			"async=$(delta rswap/loads_async "$a0") rswap_loads=$(delta rswap/loads "$l0") $(cat /tmp/walk)"
 	done
 	expect "$mode: no load error" "$(stat rswap/load_errors)" -eq 0
 	swapoff "$SWAPDEV" || fail "swapoff"

@@ -15,6 +15,8 @@ fail() {
 
 # Counter from debugfs, e.g. stat rswap/stores or stat rswap/dram/loads.
 stat() { cat "$DBG/$1" 2>/dev/null || echo -1; }
+# How far counter $1 moved since it read $2: delta rswap/loads "$l0".
+delta() { echo $(($(stat "$1") - $2)); }
 vmstat() { awk -v k="$1" '$1 == k {print $2}' /proc/vmstat; }
 
 expect() { # expect "<desc>" <a> <op> <b>   (op: -eq -ne -gt -ge -lt -le)

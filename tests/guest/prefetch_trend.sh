@@ -9,7 +9,6 @@
 # mode is switched at run time, with swap on.
 . /tests/lib.sh
 P=/sys/module/rswap/parameters/prefetch
-d() { echo $(($(stat "$1") - $2)); }
 
 load_rswap capacity_mb=256 || fail "insmod"
 swap_on || fail "swapon"
@@ -28,8 +27,8 @@ run() {
 	local f0=$(stat rswap/trend_found) n0=$(stat rswap/trend_none)
 	walk 16M --mib 48 "$@" || fail "$mode: pagewalker exit $?"
 	expect "$mode $*: data verified" "$(walkval mismatches)" -eq 0
-	m=$(d rswap/swapin_misses "$m0") h=$(d rswap/prefetch_hits "$h0") ra=$(d rswap/loads_readahead "$r0")
-	tf=$(d rswap/trend_found "$f0") tn=$(d rswap/trend_none "$n0")
+	m=$(delta rswap/swapin_misses "$m0") h=$(delta rswap/prefetch_hits "$h0") ra=$(delta rswap/loads_readahead "$r0")
+	tf=$(delta rswap/trend_found "$f0") tn=$(delta rswap/trend_none "$n0")
 	note "prefetch=$mode $*: misses=$m prefetch_hits=$h read_ahead=$ra trend_found=$tf trend_none=$tn majflt=$(walkval majflt) seconds=$(walkval seconds)"
 }
 
