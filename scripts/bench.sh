@@ -3,8 +3,10 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch
-#   (default: all but policies, tight, mixed and prefetch, which have their own tables)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch reclaim
+#   (default: all but policies, tight, mixed, prefetch and reclaim, which have their own tables)
+# The disk mode opens the swap image with cache=none (O_DIRECT): a disk,
+# not the host's page cache.
 source "$(dirname "$0")/lib.sh"
 MODES=(disk zswap dram rdma1 rdma2 rdma2_slow perftest)
 [ $# -gt 0 ] && MODES=("$@")
@@ -15,6 +17,8 @@ perf=""
 policies=""
 mixed=""
 prefetch=""
+perf4k=""
+reclaim=""
 timeline=""
 trap 'lab_stop' EXIT
 
@@ -34,7 +38,7 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 	for n in $(seq "$nodes"); do
 		extra=()
 		[ -n "$shape" ] && extra+=("rswap.shape=$shape")
-		[ "$script" = bench_perftest ] && [ "$n" = 1 ] && extra+=(rswap.perftest=1)
+		[[ $script == bench_perftest || $script == bench_prefetch ]] && [ "$n" = 1 ] && extra+=(rswap.perftest=1)
 		lab_mem_start "$n" 160 "${extra[@]}"
 	done
 	for n in $(seq "$nodes"); do lab_mem_wait "$n" || die "memory node $n did not start"; done
@@ -45,13 +49,22 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 for mode in "${MODES[@]}"; do
 	log "bench: $mode"
 	case $mode in
-	disk | dram) console=$(rswap_run_guest "bench_$mode" 1800) ;;
+	disk) console=$(RSWAP_DISK_CACHE=none rswap_run_guest bench_disk 1800) ;;
+	dram) console=$(rswap_run_guest bench_dram 1800) ;;
+	reclaim)
+		console=$(rswap_run_guest bench_reclaim 3600)
+		grep -a -q "^RSWAP-RESULT bench_reclaim PASS" "$console" || die "reclaim (dram) failed; see $console"
+		reclaim=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")$'\n'
+		BENCH_ARGS="rswap.mib=24" lab_bench bench_reclaim 1
+		reclaim+=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")
+		;;
 	prefetch)
 		console=$(rswap_run_guest bench_prefetch 3600)
 		grep -a -q "^RSWAP-RESULT bench_prefetch PASS" "$console" || die "prefetch (dram) failed; see $console"
 		prefetch=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")$'\n'
 		BENCH_ARGS="rswap.mib=32" lab_bench bench_prefetch 1
 		prefetch+=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")
+		perf4k=$(grep -a '^RSWAP-PERFTEST4K ' "$console" | tail -1)
 		;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
 	rdma1) lab_bench bench_rdma 1 ;;
@@ -94,7 +107,7 @@ for mode in "${MODES[@]}"; do
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
-	[ "$mode" = prefetch ] && continue
+	[[ $mode == prefetch || $mode == reclaim ]] && continue
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -171,6 +184,31 @@ done
 			m=$(val misses "$l") h=$(val prefetch_hits "$l") r=$(val read_ahead "$l")
 			echo "| $(val backend "$l") | $(val workload "$l") | $(val mode "$l") | $(val swapin_mib_s "$l") | $(val majflt "$l") | $m | $r | $((100 * h / (r + 1)))% | $((100 * h / (h + m + 1)))% | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val seconds "$l") | $(val mismatches "$l") |"
 		done <<<"$prefetch"
+	fi
+	if [ -n "$perf4k" ]; then
+		echo
+		echo "The same link's ceiling, in the same run (perftest, compute node to memory node 1): 4 KiB ib_read_lat typical" \
+			"$(val read_lat_typical_us "$perf4k") us, avg $(val read_lat_avg_us "$perf4k") us, p99 $(val read_lat_p99_us "$perf4k") us;" \
+			"4 KiB ib_read_bw at depth 8 (readahead_depth) $(val read_bw_MBps "$perf4k") MB/s."
+	fi
+	if [ -n "$reclaim" ]; then
+		echo
+		echo "Offloaded reclaim (bench.sh reclaim), Fastswap's design without a patch: the walker on CPU 0; inline, it"
+		echo "reclaims for itself at memory.max=16M; offload, rswapctl reclaim on CPU 1 keeps the cgroup 1 MiB below the"
+		echo "limit through memory.reclaim. rswap_dram (single VM, 48 MiB) and rswap_rdma (lab, memory node 1, 24 MiB);"
+		echo "sequential (two passes) and mixed walks; three alternating rounds. max events: times the walker itself hit the limit."
+		echo
+		echo "| backend | workload | round | mode | run s | swap-in MiB/s | fault p50 us | fault p99 us | max events | reclaimed by the helper MiB | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			[ -n "$l" ] || continue
+			echo "| $(val backend "$l") | $(val workload "$l") | $(val round "$l") | $(val mode "$l") | $(val seconds "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val max_events "$l") | $(($(val reclaimed_kib "$l") / 1024)) | $(val mismatches "$l") |"
+		done <<<"$reclaim"
+		echo
+		echo "Median run s over the rounds:"
+		while read -r l; do
+			[ -n "$l" ] && echo "$(val backend "$l") $(val workload "$l") $(val mode "$l") $(val seconds "$l")"
+		done <<<"$reclaim" | sort -k1,3 -k4n | awk '{k=$1" "$2" "$3; v[k]=v[k]" "$4; n[k]++} END {for (k in v) {split(substr(v[k],2),a," "); print "- " k ": " a[int((n[k]+1)/2)] " s"}}' | sort
 	fi
 	if [ -n "$perf" ]; then
 		echo

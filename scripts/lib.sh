@@ -158,9 +158,9 @@ rswap_initramfs() {
 	# The lab's programs and the rdma-core runtime (dynamically linked):
 	# memserver, iproute2's ip/tc/rdma, perftest, and the rxe provider.
 	local progs=("$bins/memserver" "$bins/rswap-probe" /usr/bin/rdma /usr/sbin/tc /usr/bin/ib_read_lat
-		/usr/bin/ib_write_bw /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so)
+		/usr/bin/ib_read_bw /usr/bin/ib_write_bw /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav34.so)
 	mkdir -p "$root/usr/lib/x86_64-linux-gnu/libibverbs" "$root/etc/libibverbs.d" "$root/lib64" "$root/usr/sbin"
-	cp "$bins/memserver" "$bins/rswap-probe" /usr/bin/ib_read_lat /usr/bin/ib_write_bw "$root/usr/bin/"
+	cp "$bins/memserver" "$bins/rswap-probe" /usr/bin/ib_read_lat /usr/bin/ib_read_bw /usr/bin/ib_write_bw "$root/usr/bin/"
 	cp /usr/bin/rdma "$root/usr/sbin/rdma"
 	cp /usr/sbin/tc "$root/usr/sbin/tc"
 	rm -f "$root/bin/tc" # busybox's tc cannot add qdiscs (net.sh calls /usr/sbin/tc)
@@ -179,6 +179,9 @@ rswap_initramfs() {
 }
 
 # Boots the test guest; the console goes to $log. Waits at most $timeout s.
+# The swap disk is cached by the host (cache=unsafe) unless
+# RSWAP_DISK_CACHE says otherwise: the disk benchmark uses none (O_DIRECT),
+# so that it measures a disk and not the host's page cache.
 # rswap_boot <kernel tree> <initramfs> <log> <timeout> <kernel args...>
 rswap_boot() {
 	local kdir=$1 initrd=$2 out=$3 timeout=$4
@@ -189,7 +192,7 @@ rswap_boot() {
 		-accel tcg,thread=multi -cpu max -smp 2 -m 512M \
 		-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 log_buf_len=4M $*" \
-		-drive file="$disk",if=virtio,format=raw,cache=unsafe \
+		-drive file="$disk",if=virtio,format=raw,cache="${RSWAP_DISK_CACHE:-unsafe}" \
 		-nic none -display none -serial file:"$out" -monitor none -no-reboot \
 		</dev/null >/dev/null 2>&1
 	local rc=$?

@@ -8,10 +8,14 @@
 //!   line per memory server (`record t=... server=... stores_s=...`) for
 //!   scripts and the benchmark's plots.
 //!
-//! Both take `--debugfs DIR` (default /sys/kernel/debug) and `--sysfs DIR`
+//! - `rswapctl reclaim CGROUP [--headroom-kib N] [--interval-ms M]`:
+//!   offloaded reclaim for the benchmark (see `reclaim.rs`).
+//!
+//! The first three take `--debugfs DIR` (default /sys/kernel/debug) and `--sysfs DIR`
 //! (default /sys). Needs root (debugfs). Exit status: 0, 1 if there is
 //! nothing to read (the message says why), 2 on bad usage.
 
+mod reclaim;
 mod stats;
 mod view;
 
@@ -39,6 +43,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: rswapctl status|top|record [--interval S] [--count N] [--debugfs DIR] [--sysfs DIR]"
     );
+    eprintln!("       rswapctl reclaim CGROUP [--headroom-kib N] [--interval-ms M]");
     exit(2)
 }
 
@@ -96,8 +101,51 @@ fn snapshot(a: &Args) -> stats::Snapshot {
     })
 }
 
+/// `reclaim CGROUP [--headroom-kib N] [--interval-ms M]`.
+fn parse_reclaim(mut it: impl Iterator<Item = String>) -> reclaim::Options {
+    let cgroup = it
+        .next()
+        .unwrap_or_else(|| usage("reclaim needs a cgroup directory"));
+    let mut o = reclaim::Options {
+        cgroup: PathBuf::from(cgroup),
+        headroom: 1 << 20,
+        interval: Duration::from_millis(2),
+    };
+    while let Some(k) = it.next() {
+        let v: Option<u64> = it.next().and_then(|v| v.parse().ok());
+        match k.as_str() {
+            "--headroom-kib" => {
+                let kib = v
+                    .filter(|n| (64..=1 << 20).contains(n))
+                    .unwrap_or_else(|| usage("--headroom-kib: 64 to 1048576"));
+                o.headroom = kib << 10;
+            }
+            "--interval-ms" => {
+                let ms = v
+                    .filter(|n| (1..=1000).contains(n))
+                    .unwrap_or_else(|| usage("--interval-ms: 1 to 1000"));
+                o.interval = Duration::from_millis(ms);
+            }
+            _ => usage(&format!("unknown option {k}")),
+        }
+    }
+    o
+}
+
 fn main() {
-    let a = parse(std::env::args().skip(1));
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("reclaim") {
+        args.next();
+        match reclaim::run(&parse_reclaim(args)) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("rswapctl reclaim: {e}");
+                exit(1)
+            }
+        }
+        return;
+    }
+    let a = parse(args);
     let mut prev = snapshot(&a);
     if a.cmd == Command::Status {
         print!("{}", view::render(&prev, None));
@@ -147,5 +195,19 @@ mod tests {
         assert!(a.cmd == Command::Status && a.count.is_none());
         let a = args("record --interval 2");
         assert_eq!((a.cmd, a.interval), (Command::Record, 2.0));
+    }
+
+    #[test]
+    fn parses_reclaim() {
+        let o = parse_reclaim(
+            "/cg --headroom-kib 512 --interval-ms 5"
+                .split_whitespace()
+                .map(String::from),
+        );
+        assert_eq!(o.cgroup, PathBuf::from("/cg"));
+        assert_eq!(
+            (o.headroom, o.interval),
+            (512 << 10, Duration::from_millis(5))
+        );
     }
 }

@@ -23,6 +23,19 @@ else
 	load() { load_rswap capacity_mb=256 "$@"; }
 	unload() { unload_rswap; }
 fi
+if [ $backend = rdma ]; then
+	# The transport's own figures on the same link, in the same run (memory
+	# node 1 runs the perftest servers, rswap.perftest=1): 4 KiB reads one
+	# at a time (ib_read_lat), and at the readahead queue's depth of 8
+	# (ib_read_bw -t 8), the ceiling for reads ahead.
+	sleep 2
+	ib_read_lat -d rxe_eth0 -p 18517 -s 4096 -n 1000 10.77.1.2 >/tmp/lat4k.out 2>&1 || fail "ib_read_lat"
+	ib_read_bw -d rxe_eth0 -p 18518 -s 4096 -t 8 -n 5000 10.77.1.2 >/tmp/bw4k.out 2>&1 || fail "ib_read_bw"
+	cat /tmp/lat4k.out /tmp/bw4k.out
+	lat=$(awk '$1 == 4096 && NF >= 8 {print "read_lat_typical_us=" $5 " read_lat_avg_us=" $6 " read_lat_p99_us=" $8}' /tmp/lat4k.out)
+	bw=$(awk '$1 == 4096 && NF >= 5 {print "read_bw_MBps=" $4}' /tmp/bw4k.out)
+	echo "RSWAP-PERFTEST4K $lat $bw"
+fi
 for mode in sync async trend off; do
 	if [ $mode = sync ]; then
 		load async_loads=0 || fail "insmod"

@@ -56,7 +56,8 @@ walk() { # walk <memory.max> <pagewalker args...>
 	mkdir -p "$CG"
 	echo "$1" >"$CG/memory.max"
 	shift
-	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $*" >/tmp/walk.out 2>&1
+	# WALK_CPU=N pins the walker to CPU N (bench_reclaim).
+	${WALK_CPU:+taskset -c "$WALK_CPU"} sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $*" >/tmp/walk.out 2>&1
 	local rc=$?
 	cat /tmp/walk.out
 	grep '^pagewalker: result=' /tmp/walk.out >/tmp/walk

@@ -53,6 +53,10 @@ if [ "$(param rswap.perftest)" = 1 ]; then
 	# perftest servers for the transport baseline (one run each).
 	ib_read_lat -d rxe_eth0 -p 18515 -n 1000 >/tmp/lat.out 2>&1 &
 	ib_write_bw -d rxe_eth0 -p 18516 -n 2000 >/tmp/bw.out 2>&1 &
+	# 4 KiB reads, rswap's page: one at a time, and at the readahead
+	# queue's depth (readahead_depth's default, 8).
+	ib_read_lat -d rxe_eth0 -p 18517 -s 4096 -n 1000 >/tmp/lat4k.out 2>&1 &
+	ib_read_bw -d rxe_eth0 -p 18518 -s 4096 -t 8 -n 5000 >/tmp/bw4k.out 2>&1 &
 fi
 # The lab's control port (TCP 7990), on the lab link only: "kill" kills memserver -9
 # (tests of a crashed server; the supervisor restarts it); "busy S" runs a
