@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_uint, c_void};
 use core::ptr;
 use core::sync::atomic::AtomicU64;
 use kernel::bindings;
@@ -501,11 +501,103 @@ impl DebugfsDir {
     }
 }
 
+impl DebugfsDir {
+    /// Publishes counter `i` of `counters` read-only as `name`
+    /// (NUL-terminated): reading it sums the CPUs.
+    ///
+    /// The counters must outlive this directory, as for `add_u64`.
+    pub(crate) fn add_percpu<const N: usize>(&self, name: &[u8], counters: &PerCpu<N>, i: usize) {
+        assert!(name.last() == Some(&0) && i < N);
+        // SAFETY: `name` is NUL-terminated; `i` is within the block, which
+        // outlives the file (the owner drops the directory first).
+        unsafe {
+            rswap_pcpu_debugfs(
+                name.as_ptr() as *const c_char,
+                self.0 as *mut c_void,
+                counters.0,
+                i as c_uint,
+            )
+        }
+    }
+}
+
 impl Drop for DebugfsDir {
     fn drop(&mut self) {
         // SAFETY: removes the directory we created (and its files); debugfs
         // accepts NULL and ERR_PTR values.
         unsafe { bindings::debugfs_remove(self.0) };
+    }
+}
+
+// rswap_glue.c (exported by rswap for the backends too).
+extern "C" {
+    fn rswap_pcpu_alloc(n: c_uint) -> *mut u64;
+    fn rswap_pcpu_free(p: *mut u64);
+    fn rswap_pcpu_add(p: *mut u64, i: c_uint, v: u64);
+    fn rswap_pcpu_sum(p: *mut u64, i: c_uint) -> u64;
+    fn rswap_pcpu_zero(p: *mut u64, n: c_uint);
+    // The dentry as void: its type's bindings are not FFI-safe all the way
+    // down (the lint follows the pointer), and C only passes it on.
+    fn rswap_pcpu_debugfs(name: *const c_char, dir: *mut c_void, p: *mut u64, i: c_uint);
+}
+
+/// `N` counters kept per CPU: adding to one touches only this CPU's copy,
+/// so the store and load paths of several CPUs share no cache line for
+/// their statistics; reading sums the copies. Counters are indexed by the
+/// owner's constants (an index past `N` panics).
+pub(crate) struct PerCpu<const N: usize>(*mut u64);
+
+// SAFETY: the block is per-CPU memory, which any thread may add to (each
+// to its own CPU's copy) and sum; freed only on drop.
+unsafe impl<const N: usize> Send for PerCpu<N> {}
+// SAFETY: as for Send: `&PerCpu` only adds and sums.
+unsafe impl<const N: usize> Sync for PerCpu<N> {}
+
+impl<const N: usize> PerCpu<N> {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: allocates a zeroed block of N u64 per CPU, or fails.
+        let p = unsafe { rswap_pcpu_alloc(N as c_uint) };
+        if p.is_null() {
+            return Err(code::ENOMEM);
+        }
+        Ok(PerCpu(p))
+    }
+
+    /// Adds `v` to counter `i` (wrapping: `sub` adds the complement).
+    pub(crate) fn add(&self, i: usize, v: u64) {
+        assert!(i < N);
+        // SAFETY: a live block of N counters; `i < N`.
+        unsafe { rswap_pcpu_add(self.0, i as c_uint, v) }
+    }
+
+    pub(crate) fn inc(&self, i: usize) {
+        self.add(i, 1);
+    }
+
+    pub(crate) fn sub(&self, i: usize, v: u64) {
+        self.add(i, v.wrapping_neg());
+    }
+
+    /// Counter `i`, summed over the CPUs.
+    pub(crate) fn sum(&self, i: usize) -> u64 {
+        assert!(i < N);
+        // SAFETY: a live block of N counters; `i < N`.
+        unsafe { rswap_pcpu_sum(self.0, i as c_uint) }
+    }
+
+    /// Sets every counter to 0 (while nobody adds: a backend's slot, before
+    /// it is used again).
+    pub(crate) fn zero(&self) {
+        // SAFETY: a live block of N counters.
+        unsafe { rswap_pcpu_zero(self.0, N as c_uint) }
+    }
+}
+
+impl<const N: usize> Drop for PerCpu<N> {
+    fn drop(&mut self) {
+        // SAFETY: ours, freed once; no debugfs file reads it any more (its
+        // owner drops the directories first).
+        unsafe { rswap_pcpu_free(self.0) }
     }
 }
 

@@ -4,8 +4,12 @@
  * Rust (frontswap.rs), are exported here for the backend modules.
  * PageCompound(), page_private() and the swap entry accessors are static
  * inline functions or macros, wrapped here for ffi.rs.
+ * Per-CPU counters (ffi.rs `PerCpu`) are macros too (this_cpu_add,
+ * per_cpu_ptr); their helpers are exported for the backends as well.
  */
+#include <linux/debugfs.h>
 #include <linux/export.h>
+#include <linux/percpu.h>
 #include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/string.h>
@@ -42,6 +46,70 @@ void rswap_page_swap_entry(struct page *page, unsigned int *type,
 	*offset = swp_offset(entry);
 }
 EXPORT_SYMBOL_GPL(rswap_page_swap_entry);
+
+/*
+ * Per-CPU counters: a block of @n u64 per CPU. Adding touches only this
+ * CPU's copy (this_cpu_add, safe with preemption on); a read sums the
+ * copies of every possible CPU. A counter that goes down (pages held)
+ * adds the two's complement: the sum wraps back to the right value.
+ */
+u64 __percpu *rswap_pcpu_alloc(unsigned int n);
+u64 __percpu *rswap_pcpu_alloc(unsigned int n)
+{
+	return __alloc_percpu(n * sizeof(u64), sizeof(u64));
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_alloc);
+
+void rswap_pcpu_free(u64 __percpu *p);
+void rswap_pcpu_free(u64 __percpu *p)
+{
+	free_percpu(p);
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_free);
+
+void rswap_pcpu_add(u64 __percpu *p, unsigned int i, u64 v);
+void rswap_pcpu_add(u64 __percpu *p, unsigned int i, u64 v)
+{
+	this_cpu_add(p[i], v);
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_add);
+
+u64 rswap_pcpu_sum(u64 __percpu *p, unsigned int i);
+u64 rswap_pcpu_sum(u64 __percpu *p, unsigned int i)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += *per_cpu_ptr(p + i, cpu);
+	return sum;
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_sum);
+
+void rswap_pcpu_zero(u64 __percpu *p, unsigned int n);
+void rswap_pcpu_zero(u64 __percpu *p, unsigned int n)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		memset(per_cpu_ptr(p, cpu), 0, n * sizeof(u64));
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_zero);
+
+/* A debugfs file reads one counter's sum; its data is the counter. */
+static int rswap_pcpu_get(void *data, u64 *val)
+{
+	*val = rswap_pcpu_sum((u64 __percpu __force *)data, 0);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(rswap_pcpu_fops, rswap_pcpu_get, NULL, "%llu\n");
+
+void rswap_pcpu_debugfs(const char *name, struct dentry *dir, u64 __percpu *p, unsigned int i);
+void rswap_pcpu_debugfs(const char *name, struct dentry *dir, u64 __percpu *p, unsigned int i)
+{
+	debugfs_create_file_unsafe(name, 0444, dir, (void __force *)(p + i), &rswap_pcpu_fops);
+}
+EXPORT_SYMBOL_GPL(rswap_pcpu_debugfs);
 
 /*
  * prefetch=kernel|trend|off (prefetch.rs), writable at run time. Kept as

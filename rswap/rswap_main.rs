@@ -23,7 +23,7 @@ mod prefetch;
 mod trend;
 
 use backend::{BackendHandle, BackendOps, BackendSlot, PendingLoad, SwapKey};
-use ffi::{DebugfsDir, ModuleRef, PageRef, SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
+use ffi::{DebugfsDir, ModuleRef, PageRef, PerCpu, SpinLock, ValueMap, GFP_SWAPOUT, PAGE_SIZE};
 
 module! {
     type: Rswap,
@@ -40,91 +40,92 @@ const MAX_AREAS: usize = 32;
 /// Load errors logged one by one before we go quiet.
 const LOAD_ERRORS_LOGGED: u64 = 10;
 
-/// Counters, published read-only in debugfs.
-#[derive(Default)]
-struct Stats {
-    stores: AtomicU64,
-    store_refused: AtomicU64,
-    /// Of `stores`: subpages of a huge page (a THP swapped out whole,
+/// Counters, published read-only in debugfs, each kept per CPU (a store
+/// or load adds to this CPU's copies only; reading sums them).
+struct Stats(PerCpu<{ Stat::COUNT }>);
+
+/// The counters of [`Stats`], in the order of their names.
+#[derive(Clone, Copy)]
+enum Stat {
+    Stores,
+    StoreRefused,
+    /// Of `Stores`: subpages of a huge page (a THP swapped out whole,
     /// which frontswap hands over one subpage at a time).
-    stores_huge: AtomicU64,
-    /// Of `store_refused`: subpages of a huge page. One refusal sends the
+    StoresHuge,
+    /// Of `StoreRefused`: subpages of a huge page. One refusal sends the
     /// whole THP to the swap device (frontswap stores all or nothing).
-    store_refused_huge: AtomicU64,
-    loads: AtomicU64,
-    /// Of `loads`: readahead pages, which the kernel does not wait for.
-    loads_readahead: AtomicU64,
-    /// Of `loads_readahead`: handed to a backend that loads them
+    StoreRefusedHuge,
+    Loads,
+    /// Of `Loads`: readahead pages, which the kernel does not wait for.
+    LoadsReadahead,
+    /// Of `LoadsReadahead`: handed to a backend that loads them
     /// asynchronously (counted when started; a later failure counts in
-    /// `load_errors`).
-    loads_async: AtomicU64,
-    load_errors: AtomicU64,
-    invalidations: AtomicU64,
-    pages_held: AtomicU64,
-    bytes_held: AtomicU64,
+    /// `LoadErrors`).
+    LoadsAsync,
+    LoadErrors,
+    Invalidations,
+    PagesHeld,
+    BytesHeld,
+}
+
+impl Stat {
+    const COUNT: usize = 11;
+    const NAMES: [&'static [u8]; Stat::COUNT] = [
+        b"stores\0",
+        b"store_refused\0",
+        b"stores_huge\0",
+        b"store_refused_huge\0",
+        b"loads\0",
+        b"loads_readahead\0",
+        b"loads_async\0",
+        b"load_errors\0",
+        b"invalidations\0",
+        b"pages_held\0",
+        b"bytes_held\0",
+    ];
 }
 
 impl Stats {
-    fn publish(&self, dir: &DebugfsDir) {
-        dir.add_u64(b"stores\0", &self.stores);
-        dir.add_u64(b"store_refused\0", &self.store_refused);
-        dir.add_u64(b"stores_huge\0", &self.stores_huge);
-        dir.add_u64(b"store_refused_huge\0", &self.store_refused_huge);
-        dir.add_u64(b"loads\0", &self.loads);
-        dir.add_u64(b"loads_readahead\0", &self.loads_readahead);
-        dir.add_u64(b"loads_async\0", &self.loads_async);
-        dir.add_u64(b"load_errors\0", &self.load_errors);
-        dir.add_u64(b"invalidations\0", &self.invalidations);
-        dir.add_u64(b"pages_held\0", &self.pages_held);
-        dir.add_u64(b"bytes_held\0", &self.bytes_held);
+    fn new() -> Result<Stats> {
+        Ok(Stats(PerCpu::new()?))
     }
 
-    fn reset(&self) {
-        for c in [
-            &self.stores,
-            &self.store_refused,
-            &self.stores_huge,
-            &self.store_refused_huge,
-            &self.loads,
-            &self.loads_readahead,
-            &self.loads_async,
-            &self.load_errors,
-            &self.invalidations,
-            &self.pages_held,
-            &self.bytes_held,
-        ] {
-            c.store(0, Ordering::Relaxed);
+    fn publish(&self, dir: &DebugfsDir) {
+        for (i, name) in Stat::NAMES.iter().enumerate() {
+            dir.add_percpu(name, &self.0, i);
         }
     }
 
-    fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+    fn reset(&self) {
+        self.0.zero();
+    }
+
+    fn bump(&self, c: Stat) {
+        self.0.inc(c as usize);
     }
 
     fn stored(&self, huge: bool) {
-        Stats::bump(&self.stores);
+        self.bump(Stat::Stores);
         if huge {
-            Stats::bump(&self.stores_huge);
+            self.bump(Stat::StoresHuge);
         }
         self.held(1);
     }
 
     fn refused(&self, huge: bool) {
-        Stats::bump(&self.store_refused);
+        self.bump(Stat::StoreRefused);
         if huge {
-            Stats::bump(&self.store_refused_huge);
+            self.bump(Stat::StoreRefusedHuge);
         }
     }
 
     fn held(&self, delta: i64) {
         if delta > 0 {
-            self.pages_held.fetch_add(1, Ordering::Relaxed);
-            self.bytes_held
-                .fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);
+            self.bump(Stat::PagesHeld);
+            self.0.add(Stat::BytesHeld as usize, PAGE_SIZE as u64);
         } else {
-            self.pages_held.fetch_sub(1, Ordering::Relaxed);
-            self.bytes_held
-                .fetch_sub(PAGE_SIZE as u64, Ordering::Relaxed);
+            self.0.sub(Stat::PagesHeld as usize, 1);
+            self.0.sub(Stat::BytesHeld as usize, PAGE_SIZE as u64);
         }
     }
 }
@@ -132,13 +133,19 @@ impl Stats {
 /// One backend position. The slot itself lives as long as the core, so
 /// the hot path can use it without locks; only `ops` changes, and only
 /// while no swap area is on.
-#[derive(Default)]
 struct Slot {
     ops: BackendSlot,
     stats: Stats,
 }
 
 impl Slot {
+    fn new() -> Result<Slot> {
+        Ok(Slot {
+            ops: BackendSlot::default(),
+            stats: Stats::new()?,
+        })
+    }
+
     fn backend(&self) -> Option<BackendHandle> {
         self.ops.get()
     }
@@ -177,10 +184,10 @@ impl Core {
             placement.try_push(ValueMap::new()?)?;
         }
         let core = ffi::try_box(Core {
-            slots: Default::default(),
+            slots: [Slot::new()?, Slot::new()?, Slot::new()?, Slot::new()?],
             placement,
             area_on: Default::default(),
-            total: Stats::default(),
+            total: Stats::new()?,
             load_errors_logged: AtomicU64::new(0),
             prefetch: prefetch::Prefetcher::new()?,
             control: SpinLock::new(Control::default())?,
@@ -286,9 +293,9 @@ impl Core {
         if let Some(b) = s.backend() {
             b.invalidate(SwapKey::new(swap_type, offset));
         }
-        Stats::bump(&s.stats.invalidations);
+        s.stats.bump(Stat::Invalidations);
         s.stats.held(-1);
-        Stats::bump(&self.total.invalidations);
+        self.total.bump(Stat::Invalidations);
         self.total.held(-1);
     }
 
@@ -339,13 +346,13 @@ impl Core {
         };
         match (result, s) {
             (Ok(()), Some(s)) => {
-                Stats::bump(&s.stats.loads);
-                Stats::bump(&self.total.loads);
+                s.stats.bump(Stat::Loads);
+                self.total.bump(Stat::Loads);
                 Ok(())
             }
             (r, s) => {
                 if let Some(s) = s {
-                    Stats::bump(&s.stats.load_errors);
+                    s.stats.bump(Stat::LoadErrors);
                 }
                 self.load_failed(swap_type, offset, r.err().map_or(0, |e| e.to_errno()));
                 // frontswap accepted this page: it must not read the stale
@@ -364,17 +371,17 @@ impl Core {
             Some(sb) => sb,
             None => {
                 if let Some(s) = s {
-                    Stats::bump(&s.stats.load_errors);
+                    s.stats.bump(Stat::LoadErrors);
                 }
                 self.load_failed(swap_type, offset, code::EIO.to_errno());
                 return Err(code::EIO);
             }
         };
         for stats in [&s.stats, &self.total] {
-            Stats::bump(&stats.loads);
-            Stats::bump(&stats.loads_readahead);
+            stats.bump(Stat::Loads);
+            stats.bump(Stat::LoadsReadahead);
             if b.loads_async() {
-                Stats::bump(&stats.loads_async);
+                stats.bump(Stat::LoadsAsync);
             }
         }
         // SAFETY: frontswap handed us this locked page to fill and leaves
@@ -408,13 +415,13 @@ impl Core {
     pub(crate) fn async_load_failed(&self, page: &PageRef, err: i32) {
         let (swap_type, offset) = page.swap_entry();
         if let Some(s) = self.holder(swap_type, offset) {
-            Stats::bump(&s.stats.load_errors);
+            s.stats.bump(Stat::LoadErrors);
         }
         self.load_failed(swap_type, offset, err);
     }
 
     fn load_failed(&self, swap_type: u32, offset: u64, err: i32) {
-        Stats::bump(&self.total.load_errors);
+        self.total.bump(Stat::LoadErrors);
         if self.load_errors_logged.fetch_add(1, Ordering::Relaxed) < LOAD_ERRORS_LOGGED {
             pr_err!(
                 "load of swap area {} offset {} failed (error {}): page lost\n",
