@@ -26,6 +26,8 @@ pub(crate) struct Params {
     pub(crate) async_loads: bool,
     /// Reads ahead per batch, the readahead queues' depth.
     pub(crate) readahead_depth: u32,
+    /// How long a waiting task polls before it sleeps until the completion.
+    pub(crate) poll_us: u32,
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -126,6 +128,11 @@ pub(crate) fn parse() -> Result<Params> {
         );
         return Err(code::EINVAL);
     }
+    let poll_us = params::poll_us();
+    if poll_us > 100_000 {
+        pr_err!("poll_us={} is outside 0..100000\n", poll_us);
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,
@@ -140,5 +147,6 @@ pub(crate) fn parse() -> Result<Params> {
         follow_upstream: params::follow_upstream(),
         async_loads: params::async_loads(),
         readahead_depth,
+        poll_us,
     })
 }

@@ -106,25 +106,6 @@ pub(crate) fn sleep_ms(ms: u32) {
     unsafe { bindings::msleep(ms) };
 }
 
-/// Sleeps `min_us` to `max_us` microseconds (an hrtimer).
-fn sleep_us(min_us: u32, max_us: u32) {
-    // SAFETY: only sleeps; callers are in process context.
-    unsafe {
-        bindings::usleep_range_state(
-            min_us as _,
-            max_us as _,
-            bindings::TASK_UNINTERRUPTIBLE as _,
-        )
-    };
-}
-
-/// Yields the CPU if something else should run.
-fn cond_resched() {
-    // SAFETY: only called from process context that may sleep (the
-    // store/load paths and module init).
-    unsafe { bindings::__cond_resched() };
-}
-
 pub(crate) fn cpu_id() -> usize {
     // SAFETY: no arguments; the result is a hint (we may migrate).
     unsafe { bindings::raw_smp_processor_id() as usize }
@@ -536,8 +517,63 @@ impl Op {
 /// The most requests one batch posts (a bit each in `Conn::missing`).
 pub(crate) const BATCH_MAX: usize = 32;
 
-/// Empty polls before a sleepy poll starts sleeping between them.
-const SLEEPY_SPINS: u32 = 16;
+// The CQ as void: the bindings of `struct ib_cq` are not FFI-safe all the
+// way down (the lint follows the pointer), and the glue takes it as is.
+extern "C" {
+    fn rswap_rdma_cq_events_new() -> *mut c_void;
+    fn rswap_rdma_cq_events_free(e: *mut c_void);
+    fn rswap_rdma_cq_events_attach(cq: *mut c_void, e: *mut c_void);
+    fn rswap_rdma_cq_events_wait(cq: *mut c_void, e: *mut c_void, timeout: i64) -> i64;
+}
+
+/// The completion events of one CQ (rswap_rdma_glue.c): a wait queue that
+/// the CQ's completion handler wakes. Freed only after its CQ.
+struct CqEvents(*mut c_void);
+
+impl CqEvents {
+    fn new() -> Result<CqEvents> {
+        // SAFETY: allocates and initialises the glue's struct, or fails.
+        let e = unsafe { rswap_rdma_cq_events_new() };
+        if e.is_null() {
+            return Err(code::ENOMEM);
+        }
+        Ok(CqEvents(e))
+    }
+
+    /// Makes `cq`'s completion events wake our waiters.
+    ///
+    /// # Safety
+    ///
+    /// `cq` is a live CQ polled directly (IB_POLL_DIRECT), never armed
+    /// before, and freed before `self` is dropped.
+    unsafe fn attach(&self, cq: *mut bindings::ib_cq) {
+        // SAFETY: per the function's contract.
+        unsafe { rswap_rdma_cq_events_attach(cq as *mut c_void, self.0) }
+    }
+
+    /// Arms `cq` and sleeps until its next completion, at most `jiffies`:
+    /// false on timeout. `cq` is the CQ `attach` was given.
+    fn wait(&self, cq: *mut bindings::ib_cq, jiffies: u64) -> bool {
+        // SAFETY: `cq` is live and attached to `self` (the caller holds the
+        // Conn that owns both); the wait may sleep, and callers are in
+        // process context.
+        unsafe {
+            rswap_rdma_cq_events_wait(
+                cq as *mut c_void,
+                self.0,
+                jiffies.min(i64::MAX as u64) as i64,
+            ) != 0
+        }
+    }
+}
+
+impl Drop for CqEvents {
+    fn drop(&mut self) {
+        // SAFETY: ours, freed once; its CQ is freed (Conn drops us after
+        // ib_free_cq), so no handler can run.
+        unsafe { rswap_rdma_cq_events_free(self.0) }
+    }
+}
 
 /// Why a transfer failed. In every case the device is done with the page.
 #[derive(Clone, Copy)]
@@ -573,9 +609,13 @@ pub(crate) struct Conn {
     seq: u64,
     /// Requests its send queue takes at once (and a batch at most).
     depth: u32,
-    /// Poll its CQ with short sleeps instead of yielding only when the
-    /// scheduler asks (`set_sleepy_poll`).
-    sleepy_poll: bool,
+    /// The CQ's completion events, and how long a waiter spins on the
+    /// empty CQ before it sleeps until one (`poll_us=`, see `set_poll_us`).
+    /// A real NIC reads 4 KiB in a few us, so a fault's read is reaped
+    /// while polling; a longer wait (Soft-RoCE, a loaded server) sleeps
+    /// instead of holding the CPU.
+    events: Option<CqEvents>,
+    spin_ns: u64,
     /// While reaping a batch: its first wr_id, the requests still missing
     /// (bit i: `first + i`), and the first error status seen.
     first: u64,
@@ -629,7 +669,8 @@ impl Conn {
             state,
             seq: 0,
             depth,
-            sleepy_poll: false,
+            events: None,
+            spin_ns: 0,
             first: 0,
             missing: 0,
             failed: 0,
@@ -686,6 +727,11 @@ impl Conn {
             return Err(ConnectError::Setup("ib_alloc_cq", ptr_err(cq)));
         }
         conn.cq = cq;
+        let events = CqEvents::new().map_err(|e| ConnectError::Setup("memory", e))?;
+        // SAFETY: our new CQ, polled directly and not yet armed; Drop frees
+        // it before `events`.
+        unsafe { events.attach(cq) };
+        conn.events = Some(events);
         // SAFETY: zeroed is a valid ib_qp_init_attr to fill in.
         let mut attr: bindings::ib_qp_init_attr = unsafe { core::mem::zeroed() };
         attr.send_cq = cq;
@@ -745,12 +791,13 @@ impl Conn {
         }
     }
 
-    /// Makes its polls sleep a little between empty looks at the CQ: for
-    /// a queue nobody waits on (the reads ahead), whose polling would
-    /// otherwise take a whole CPU from the tasks (and, under Soft-RoCE,
-    /// from the softirqs that make the completions) for a round trip.
-    pub(crate) fn set_sleepy_poll(&mut self) {
-        self.sleepy_poll = true;
+    /// Makes its waits poll an empty CQ for `us` before they sleep until
+    /// the completion event. 0 (the default) sleeps at once: for a queue
+    /// no task waits on (the reads ahead), where polling would only take
+    /// the CPU from the tasks (and, under Soft-RoCE, from the softirqs that
+    /// make the completions).
+    pub(crate) fn set_poll_us(&mut self, us: u32) {
+        self.spin_ns = us as u64 * 1000;
     }
 
     /// Has the peer gone (the CM said so, or a request failed)?
@@ -959,8 +1006,11 @@ impl Conn {
     }
 
     /// Polls until every request in `self.missing` completed (see `reap`).
+    /// An empty CQ is polled for `spin_ns`, then the waiter sleeps until
+    /// the device signals a completion: it never yields the CPU while
+    /// holding the queue only to poll again later.
     fn reap_missing(&mut self, deadline: u64) -> Option<u32> {
-        let mut empty = 0u32;
+        let mut spin_from = 0u64;
         while self.missing != 0 {
             // SAFETY: zeroed is a valid ib_wc for the CQ to fill.
             let mut wc: bindings::ib_wc = unsafe { core::mem::zeroed() };
@@ -982,17 +1032,22 @@ impl Conn {
                         self.failed = wc.status;
                     }
                 }
-                empty = 0;
+                spin_from = 0;
                 continue;
             }
             if past(deadline) {
                 return None;
             }
-            empty += 1;
-            if self.sleepy_poll && empty > SLEEPY_SPINS {
-                sleep_us(20, 60);
-            } else {
-                cond_resched();
+            let now = now_ns();
+            if spin_from == 0 {
+                spin_from = now;
+            }
+            if now - spin_from < self.spin_ns {
+                core::hint::spin_loop();
+                continue;
+            }
+            if let Some(events) = &self.events {
+                events.wait(self.cq, deadline.wrapping_sub(jiffies()).max(1));
             }
         }
         Some(self.failed)
@@ -1046,6 +1101,8 @@ impl Drop for Conn {
             // SAFETY: our CQ; the QP using it is destroyed just above.
             unsafe { bindings::ib_free_cq(self.cq) };
         }
+        // After the CQ: no completion handler can run now.
+        drop(self.events.take());
         // The PD before the id: a device being removed waits only for its
         // CM ids, and then frees everything; nothing of ours may be left
         // on it by then.
@@ -1251,6 +1308,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_follow_upstream() -> bool;
         fn rswap_rdma_param_async_loads() -> bool;
         fn rswap_rdma_param_readahead_depth() -> c_uint;
+        fn rswap_rdma_param_poll_us() -> c_uint;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -1300,6 +1358,11 @@ pub(crate) mod params {
     pub(crate) fn async_loads() -> bool {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_async_loads() }
+    }
+
+    pub(crate) fn poll_us() -> u32 {
+        // SAFETY: reads a module parameter.
+        unsafe { rswap_rdma_param_poll_us() }
     }
 
     pub(crate) fn readahead_depth() -> u32 {

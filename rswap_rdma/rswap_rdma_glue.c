@@ -11,6 +11,8 @@
  *   each call site its own static lock_class_key, mutex_lock() is a macro
  *   under lockdep (mutex_lock_nested), and mutex_destroy() is inline without
  *   CONFIG_DEBUG_MUTEXES.
+ * - Completion events (rdma.rs `CqEvents`): ib_req_notify_cq() is static
+ *   inline, and waiting on a wait queue takes the wait_event macros.
  */
 #include <linux/moduleparam.h>
 #include <linux/errno.h>
@@ -20,6 +22,9 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/workqueue.h>
+#include <linux/slab.h>
+#include <linux/wait.h>
+#include <rdma/ib_verbs.h>
 
 static char *servers;
 module_param(servers, charp, 0444);
@@ -56,6 +61,10 @@ MODULE_PARM_DESC(async_loads, "Load readahead pages asynchronously, in batches o
 static unsigned int readahead_depth = 8;
 module_param(readahead_depth, uint, 0444);
 MODULE_PARM_DESC(readahead_depth, "Reads ahead in flight at once on a readahead queue, posted as one batch (1-32, default 8)");
+
+static unsigned int poll_us = 2000;
+module_param(poll_us, uint, 0444);
+MODULE_PARM_DESC(poll_us, "How long a task waiting for its read or write polls the completion queue before it sleeps until the completion event, in us (0-100000, default 2000)");
 
 /*
  * placement= is writable at run time (0644), so it has its own set/get:
@@ -110,6 +119,8 @@ bool rswap_rdma_param_async_loads(void);
 bool rswap_rdma_param_async_loads(void) { return async_loads; }
 unsigned int rswap_rdma_param_readahead_depth(void);
 unsigned int rswap_rdma_param_readahead_depth(void) { return readahead_depth; }
+unsigned int rswap_rdma_param_poll_us(void);
+unsigned int rswap_rdma_param_poll_us(void) { return poll_us; }
 unsigned int rswap_rdma_param_loss_timeout_s(void);
 unsigned int rswap_rdma_param_loss_timeout_s(void) { return loss_timeout_s; }
 
@@ -204,4 +215,66 @@ void rswap_rdma_ahead_wq_destroy(void)
 		destroy_workqueue(rswap_rdma_ahead_wq);
 		rswap_rdma_ahead_wq = NULL;
 	}
+}
+
+/*
+ * Completion events of a CQ that is otherwise polled directly: a waiter
+ * that found the CQ empty arms it and sleeps until the device signals the
+ * next completion, instead of polling or yielding while it holds a queue.
+ * The CQ is allocated with IB_POLL_DIRECT, whose own handler only warns
+ * (nobody should arm such a CQ); rswap_rdma_cq_events_attach() installs
+ * ours before the CQ is first armed.
+ */
+struct rswap_rdma_cq_events {
+	wait_queue_head_t wq;
+	atomic_t events;
+};
+
+static void rswap_rdma_cq_event(struct ib_cq *cq, void *ctx)
+{
+	struct rswap_rdma_cq_events *e = ctx;
+
+	atomic_inc(&e->events);
+	wake_up(&e->wq);
+}
+
+struct rswap_rdma_cq_events *rswap_rdma_cq_events_new(void);
+struct rswap_rdma_cq_events *rswap_rdma_cq_events_new(void)
+{
+	struct rswap_rdma_cq_events *e = kzalloc(sizeof(*e), GFP_KERNEL);
+
+	if (e)
+		init_waitqueue_head(&e->wq);
+	return e;
+}
+
+/* After the CQ is freed: no handler can run any more. */
+void rswap_rdma_cq_events_free(struct rswap_rdma_cq_events *e);
+void rswap_rdma_cq_events_free(struct rswap_rdma_cq_events *e)
+{
+	kfree(e);
+}
+
+/* Before the CQ is first armed. */
+void rswap_rdma_cq_events_attach(struct ib_cq *cq, struct rswap_rdma_cq_events *e);
+void rswap_rdma_cq_events_attach(struct ib_cq *cq, struct rswap_rdma_cq_events *e)
+{
+	cq->cq_context = e;
+	cq->comp_handler = rswap_rdma_cq_event;
+}
+
+/*
+ * Arms the CQ for its next completion and sleeps until it comes, for at
+ * most @timeout jiffies. Returns nonzero if the CQ may have completions to
+ * poll (an event came, or one was missed between the caller's last poll
+ * and the arming, or arming failed and polling must go on), 0 on timeout.
+ */
+long rswap_rdma_cq_events_wait(struct ib_cq *cq, struct rswap_rdma_cq_events *e, long timeout);
+long rswap_rdma_cq_events_wait(struct ib_cq *cq, struct rswap_rdma_cq_events *e, long timeout)
+{
+	int seen = atomic_read(&e->events);
+
+	if (ib_req_notify_cq(cq, IB_CQ_NEXT_COMP | IB_CQ_REPORT_MISSED_EVENTS) != 0)
+		return 1;
+	return wait_event_timeout(e->wq, atomic_read(&e->events) != seen, timeout);
 }

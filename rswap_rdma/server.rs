@@ -64,6 +64,8 @@ struct Ask {
     timeout_ms: u32,
     /// The readahead queues' depth (`readahead_depth=`).
     readahead_depth: u32,
+    /// `poll_us=`, for the read and write queues.
+    poll_us: u32,
 }
 
 impl Ask {
@@ -311,9 +313,10 @@ fn open(ep: Endpoint, ask: &Ask, q: usize, token: Token, quiet: bool) -> Result<
         Err(_) if quiet => return Err(code::EHOSTUNREACH),
         Err(e) => return Err(connect_error(ep, e, ask, &req)),
     };
-    // Nobody waits on a read ahead: its poll must not hog a CPU.
-    if class == Class::ReadAhead {
-        conn.set_sleepy_poll();
+    // A task waits on reads and writes: they poll a while. Nobody waits on
+    // a read ahead: its waits sleep at once, not to hog a CPU.
+    if class != Class::ReadAhead {
+        conn.set_poll_us(ask.poll_us);
     }
     // An accept that does not authenticate is logged even when quiet: an
     // impostor at a server's address is worth a line per attempt.
@@ -340,6 +343,7 @@ impl Server {
             key,
             timeout_ms: p.timeout_ms,
             readahead_depth: p.readahead_depth,
+            poll_us: p.poll_us,
         };
         let mut queues = Queues::new();
         let mut first: Option<Session> = None;
