@@ -29,9 +29,8 @@
 //! `loads_readahead`. Accuracy is prefetch_hits / loads_readahead;
 //! coverage is prefetch_hits / (prefetch_hits + swapin_misses).
 
-use crate::ffi::{DebugfsDir, SpinLock};
+use crate::ffi::{DebugfsDir, PerCpu, SpinLock};
 use crate::trend::History;
-use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// Histories kept at once: 2^SLOT_BITS.
@@ -66,22 +65,23 @@ struct Slot {
     history: History,
 }
 
-#[derive(Default)]
-struct Counters {
-    swapin_misses: AtomicU64,
-    swapin_hits: AtomicU64,
-    prefetch_hits: AtomicU64,
-    trend_found: AtomicU64,
-    trend_none: AtomicU64,
-}
+/// The fault counters, kept per CPU (bumped on every swap fault).
+const SWAPIN_MISSES: usize = 0;
+const SWAPIN_HITS: usize = 1;
+const PREFETCH_HITS: usize = 2;
+const TREND_FOUND: usize = 3;
+const TREND_NONE: usize = 4;
+const COUNTER_NAMES: [&[u8]; 5] = [
+    b"swapin_misses\0",
+    b"swapin_hits\0",
+    b"prefetch_hits\0",
+    b"trend_found\0",
+    b"trend_none\0",
+];
 
 pub(crate) struct Prefetcher {
     slots: Vec<Box<SpinLock<Slot>>>,
-    counters: Counters,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+    counters: PerCpu<5>,
 }
 
 impl Prefetcher {
@@ -96,17 +96,14 @@ impl Prefetcher {
         }
         Ok(Prefetcher {
             slots,
-            counters: Counters::default(),
+            counters: PerCpu::new()?,
         })
     }
 
     pub(crate) fn publish(&self, dir: &DebugfsDir) {
-        let c = &self.counters;
-        dir.add_u64(b"swapin_misses\0", &c.swapin_misses);
-        dir.add_u64(b"swapin_hits\0", &c.swapin_hits);
-        dir.add_u64(b"prefetch_hits\0", &c.prefetch_hits);
-        dir.add_u64(b"trend_found\0", &c.trend_found);
-        dir.add_u64(b"trend_none\0", &c.trend_none);
+        for (i, name) in COUNTER_NAMES.iter().enumerate() {
+            dir.add_percpu(name, &self.counters, i);
+        }
     }
 
     /// Runs `f` on the history of address space `mm` (the faulting
@@ -128,17 +125,14 @@ impl Prefetcher {
     /// A fault that must read `offset`: the offsets to read ahead, as
     /// `Some(n)` filled in `window`, or None for the kernel's readahead.
     pub(crate) fn readahead(&self, mm: usize, offset: u64, window: &mut [u64]) -> Option<usize> {
-        bump(&self.counters.swapin_misses);
+        self.counters.inc(SWAPIN_MISSES);
         match mode() {
             Mode::Kernel => None,
             Mode::Off => Some(0),
             Mode::Trend => {
                 let n = self.with_history(mm, |h| h.miss(offset, window));
-                bump(if n > 0 {
-                    &self.counters.trend_found
-                } else {
-                    &self.counters.trend_none
-                });
+                self.counters
+                    .inc(if n > 0 { TREND_FOUND } else { TREND_NONE });
                 Some(n)
             }
         }
@@ -147,9 +141,9 @@ impl Prefetcher {
     /// A fault that found `offset` in memory; `readahead`: read ahead and
     /// used for the first time.
     pub(crate) fn hit(&self, mm: usize, offset: u64, readahead: bool) {
-        bump(&self.counters.swapin_hits);
+        self.counters.inc(SWAPIN_HITS);
         if readahead {
-            bump(&self.counters.prefetch_hits);
+            self.counters.inc(PREFETCH_HITS);
         }
         if mode() == Mode::Trend {
             self.with_history(mm, |h| h.hit(offset, readahead));

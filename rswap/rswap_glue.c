@@ -77,12 +77,17 @@ EXPORT_SYMBOL_GPL(rswap_pcpu_add);
 u64 rswap_pcpu_sum(u64 __percpu *p, unsigned int i);
 u64 rswap_pcpu_sum(u64 __percpu *p, unsigned int i)
 {
-	u64 sum = 0;
+	s64 sum = 0;
 	int cpu;
 
+	/*
+	 * Not a snapshot: a page counted up on one CPU and down on another
+	 * meanwhile may make a gauge dip below 0 for a moment; show 0 then
+	 * (as percpu_counter_sum_positive does).
+	 */
 	for_each_possible_cpu(cpu)
 		sum += *per_cpu_ptr(p + i, cpu);
-	return sum;
+	return sum < 0 ? 0 : sum;
 }
 EXPORT_SYMBOL_GPL(rswap_pcpu_sum);
 

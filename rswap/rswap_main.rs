@@ -68,6 +68,9 @@ enum Stat {
     BytesHeld,
 }
 
+// `COUNT` is kept by hand: it must cover the last counter.
+const _: () = assert!(Stat::BytesHeld as usize + 1 == Stat::COUNT);
+
 impl Stat {
     const COUNT: usize = 11;
     const NAMES: [&'static [u8]; Stat::COUNT] = [
@@ -165,6 +168,11 @@ struct Control {
 
 /// The rswap core.
 pub(crate) struct Core {
+    /// Declared first, so dropped first: the debugfs files go before the
+    /// counters they read (the per-CPU blocks are freed when dropped).
+    control: Box<SpinLock<Control>>,
+    /// After the directories that live under it (in `control`).
+    root: DebugfsDir,
     slots: [Slot; MAX_BACKENDS],
     /// Per swap area: which slot holds each offset.
     placement: Vec<ValueMap>,
@@ -172,9 +180,6 @@ pub(crate) struct Core {
     total: Stats,
     load_errors_logged: AtomicU64,
     prefetch: prefetch::Prefetcher,
-    control: Box<SpinLock<Control>>,
-    /// Declared last: dropped after the directories that live under it.
-    root: DebugfsDir,
 }
 
 impl Core {

@@ -55,11 +55,6 @@ pub(crate) fn after(a: u64, b: u64) -> bool {
     (b.wrapping_sub(a) as i64) < 0
 }
 
-/// Has jiffies passed `deadline`?
-fn past(deadline: u64) -> bool {
-    (jiffies().wrapping_sub(deadline) as i64) > 0
-}
-
 pub(crate) fn ms_to_jiffies(ms: u32) -> u64 {
     // SAFETY: a pure conversion with no preconditions.
     unsafe { bindings::__msecs_to_jiffies(ms) as u64 }
@@ -521,9 +516,16 @@ pub(crate) const BATCH_MAX: usize = 32;
 // way down (the lint follows the pointer), and the glue takes it as is.
 extern "C" {
     fn rswap_rdma_cq_events_new() -> *mut c_void;
+    fn rswap_rdma_need_resched() -> bool;
     fn rswap_rdma_cq_events_free(e: *mut c_void);
     fn rswap_rdma_cq_events_attach(cq: *mut c_void, e: *mut c_void);
     fn rswap_rdma_cq_events_wait(cq: *mut c_void, e: *mut c_void, timeout: i64) -> i64;
+}
+
+/// Whether the scheduler wants this CPU for another task.
+fn need_resched() -> bool {
+    // SAFETY: reads this task's flag; no preconditions.
+    unsafe { rswap_rdma_need_resched() }
 }
 
 /// The completion events of one CQ (rswap_rdma_glue.c): a wait queue that
@@ -1011,6 +1013,7 @@ impl Conn {
     /// holding the queue only to poll again later.
     fn reap_missing(&mut self, deadline: u64) -> Option<u32> {
         let mut spin_from = 0u64;
+        let mut empty = 0u32;
         while self.missing != 0 {
             // SAFETY: zeroed is a valid ib_wc for the CQ to fill.
             let mut wc: bindings::ib_wc = unsafe { core::mem::zeroed() };
@@ -1033,21 +1036,31 @@ impl Conn {
                     }
                 }
                 spin_from = 0;
+                empty = 0;
                 continue;
             }
-            if past(deadline) {
+            // Jiffies left, read once: a deadline that passes between two
+            // reads must not turn into an unbounded wait.
+            let left = deadline.wrapping_sub(jiffies()) as i64;
+            if left <= 0 {
                 return None;
             }
-            let now = now_ns();
-            if spin_from == 0 {
-                spin_from = now;
-            }
-            if now - spin_from < self.spin_ns {
-                core::hint::spin_loop();
-                continue;
+            // Spin, reading the clock (an emulated HPET under TCG is an
+            // expensive read) once every 32 empty polls, and only until
+            // something else wants this CPU (a non-preemptible kernel
+            // would not take it from us).
+            empty += 1;
+            if self.spin_ns > 0 && !need_resched() {
+                if spin_from == 0 {
+                    spin_from = now_ns();
+                }
+                if empty % 32 != 0 || now_ns() - spin_from < self.spin_ns {
+                    core::hint::spin_loop();
+                    continue;
+                }
             }
             if let Some(events) = &self.events {
-                events.wait(self.cq, deadline.wrapping_sub(jiffies()).max(1));
+                events.wait(self.cq, left as u64);
             }
         }
         Some(self.failed)

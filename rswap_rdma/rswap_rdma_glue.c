@@ -24,6 +24,9 @@
 #include <linux/workqueue.h>
 #include <linux/slab.h>
 #include <linux/wait.h>
+#include <linux/delay.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
 #include <rdma/ib_verbs.h>
 
 static char *servers;
@@ -228,6 +231,7 @@ void rswap_rdma_ahead_wq_destroy(void)
 struct rswap_rdma_cq_events {
 	wait_queue_head_t wq;
 	atomic_t events;
+	struct rcu_head rcu;
 };
 
 static void rswap_rdma_cq_event(struct ib_cq *cq, void *ctx)
@@ -248,11 +252,22 @@ struct rswap_rdma_cq_events *rswap_rdma_cq_events_new(void)
 	return e;
 }
 
-/* After the CQ is freed: no handler can run any more. */
+/*
+ * After the CQ is freed. A handler may still be finishing: rxe calls it
+ * from a tasklet that destroy_cq does not wait for. A tasklet runs with
+ * bottom halves off, an RCU read-side section, so freeing after a grace
+ * period is freeing after it.
+ */
 void rswap_rdma_cq_events_free(struct rswap_rdma_cq_events *e);
 void rswap_rdma_cq_events_free(struct rswap_rdma_cq_events *e)
 {
-	kfree(e);
+	kfree_rcu(e, rcu);
+}
+
+bool rswap_rdma_need_resched(void);
+bool rswap_rdma_need_resched(void)
+{
+	return need_resched();
 }
 
 /* Before the CQ is first armed. */
@@ -273,8 +288,14 @@ long rswap_rdma_cq_events_wait(struct ib_cq *cq, struct rswap_rdma_cq_events *e,
 long rswap_rdma_cq_events_wait(struct ib_cq *cq, struct rswap_rdma_cq_events *e, long timeout)
 {
 	int seen = atomic_read(&e->events);
+	int r = ib_req_notify_cq(cq, IB_CQ_NEXT_COMP | IB_CQ_REPORT_MISSED_EVENTS);
 
-	if (ib_req_notify_cq(cq, IB_CQ_NEXT_COMP | IB_CQ_REPORT_MISSED_EVENTS) != 0)
+	if (r > 0)
 		return 1;
+	if (r < 0) {
+		/* No events: poll again, but not in a tight loop. */
+		usleep_range(20, 60);
+		return 1;
+	}
 	return wait_event_timeout(e->wq, atomic_read(&e->events) != seen, timeout);
 }

@@ -55,7 +55,7 @@ for mode in "${MODES[@]}"; do
 		console=$(rswap_run_guest bench_reclaim 3600)
 		grep -a -q "^RSWAP-RESULT bench_reclaim PASS" "$console" || die "reclaim (dram) failed; see $console"
 		reclaim=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")$'\n'
-		BENCH_ARGS="rswap.mib=24" lab_bench bench_reclaim 1
+		BENCH_ARGS="rswap.mib=16 rswap.rounds=2" lab_bench bench_reclaim 1
 		reclaim+=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")
 		;;
 	prefetch)
@@ -195,8 +195,8 @@ done
 		echo
 		echo "Offloaded reclaim (bench.sh reclaim), Fastswap's design without a patch: the walker on CPU 0; inline, it"
 		echo "reclaims for itself at memory.max=16M; offload, rswapctl reclaim on CPU 1 keeps the cgroup 1 MiB below the"
-		echo "limit through memory.reclaim. rswap_dram (single VM, 48 MiB) and rswap_rdma (lab, memory node 1, 24 MiB);"
-		echo "sequential (two passes) and mixed walks; three alternating rounds. max events: times the walker itself hit the limit."
+		echo "limit through memory.reclaim. rswap_dram (single VM, 48 MiB, three rounds) and rswap_rdma (lab, memory node 1, 16 MiB, two rounds);"
+		echo "sequential (two passes) and mixed walks; the modes alternate. max events: times the walker itself hit the limit."
 		echo
 		echo "| backend | workload | round | mode | run s | swap-in MiB/s | fault p50 us | fault p99 us | max events | reclaimed by the helper MiB | mismatches |"
 		echo "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -72,7 +72,9 @@ pub fn run(o: &Options) -> Result<String, String> {
             match file.write_all(n.to_string().as_bytes()) {
                 Ok(()) => bytes += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock || e.raw_os_error() == Some(11) => {
-                    short += 1
+                    // Reclaimed less than asked: give it a moment.
+                    short += 1;
+                    sleep(o.interval);
                 }
                 Err(e) => return Err(format!("memory.reclaim: {e}")),
             }

@@ -5,12 +5,14 @@
 # - offload: rswapctl reclaim, pinned to CPU 1, keeps the cgroup 1 MiB
 #   below memory.max through memory.reclaim, so the walker's faults
 #   should find room.
-# The modes alternate, three rounds, so drift (a warming pool, the host)
+# The modes alternate, rswap.rounds rounds (default 3), so drift (a warming pool, the host)
 # falls on both. One RSWAP-BENCH-RECLAIM line per walk; memory.events'
 # `max` counts the times the walker itself hit the limit.
 . /tests/lib.sh
 MIB=$(param rswap.mib)
 MIB=${MIB:-48}
+ROUNDS=$(param rswap.rounds)
+ROUNDS=${ROUNDS:-3}
 if [ -n "$(param rswap.servers)" ]; then
 	backend=rdma
 	load_rdma servers="$(server 1)" mib_per_server=128 || fail "insmod"
@@ -20,7 +22,7 @@ else
 fi
 swap_on || fail "swapon"
 mkdir -p "$CG"
-for round in 1 2 3; do
+for round in $(seq "$ROUNDS"); do
 	for wl in sequential mixed; do
 		case $wl in
 		sequential) args="--random-passes 0" ;;
