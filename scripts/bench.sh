@@ -46,24 +46,29 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 	lab_stop
 }
 
+# Runs guest script <script> with rswap_dram in the single VM, then with
+# rswap_rdma against memory node 1 of the lab (kernel args <lab args>);
+# sets $both to the <tag> lines of both runs ($console is left at the lab's).
+dram_and_rdma() { # dram_and_rdma <script> <tag> <lab args>
+	console=$(rswap_run_guest "$1" 3600)
+	grep -a -q "^RSWAP-RESULT $1 PASS" "$console" || die "$1 (dram) failed; see $console"
+	both=$(grep -a "^$2 " "$console")$'\n'
+	BENCH_ARGS=$3 lab_bench "$1" 1
+	both+=$(grep -a "^$2 " "$console")
+}
+
 for mode in "${MODES[@]}"; do
 	log "bench: $mode"
 	case $mode in
 	disk) console=$(RSWAP_DISK_CACHE=none rswap_run_guest bench_disk 1800) ;;
 	dram) console=$(rswap_run_guest bench_dram 1800) ;;
 	reclaim)
-		console=$(rswap_run_guest bench_reclaim 3600)
-		grep -a -q "^RSWAP-RESULT bench_reclaim PASS" "$console" || die "reclaim (dram) failed; see $console"
-		reclaim=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")$'\n'
-		BENCH_ARGS="rswap.mib=16 rswap.rounds=2" lab_bench bench_reclaim 1
-		reclaim+=$(grep -a '^RSWAP-BENCH-RECLAIM ' "$console")
+		dram_and_rdma bench_reclaim RSWAP-BENCH-RECLAIM "rswap.mib=16 rswap.rounds=2"
+		reclaim=$both
 		;;
 	prefetch)
-		console=$(rswap_run_guest bench_prefetch 3600)
-		grep -a -q "^RSWAP-RESULT bench_prefetch PASS" "$console" || die "prefetch (dram) failed; see $console"
-		prefetch=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")$'\n'
-		BENCH_ARGS="rswap.mib=32" lab_bench bench_prefetch 1
-		prefetch+=$(grep -a '^RSWAP-BENCH-PREFETCH ' "$console")
+		dram_and_rdma bench_prefetch RSWAP-BENCH-PREFETCH rswap.mib=32
+		prefetch=$both
 		perf4k=$(grep -a '^RSWAP-PERFTEST4K ' "$console" | tail -1)
 		;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
