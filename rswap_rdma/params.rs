@@ -28,6 +28,17 @@ pub(crate) struct Params {
     pub(crate) readahead_depth: u32,
     /// How long a waiting task polls before it sleeps until the completion.
     pub(crate) poll_us: u32,
+    /// Copies of each page (`redundancy=`).
+    pub(crate) redundancy: Redundancy,
+}
+
+/// How many servers hold each page (`redundancy=`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Redundancy {
+    /// One copy: a lost server loses its pages.
+    None,
+    /// Two copies on two servers (mirror.rs).
+    Mirror,
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -133,6 +144,24 @@ pub(crate) fn parse() -> Result<Params> {
         pr_err!("poll_us={} is outside 0..100000\n", poll_us);
         return Err(code::EINVAL);
     }
+    let redundancy = match params::redundancy() {
+        None | Some(b"none") => Redundancy::None,
+        Some(b"mirror") => Redundancy::Mirror,
+        Some(other) => {
+            pr_err!(
+                "redundancy={}: use none (one copy) or mirror (two copies on two servers)\n",
+                Show(other)
+            );
+            return Err(code::EINVAL);
+        }
+    };
+    if redundancy == Redundancy::Mirror && servers.len() < 2 && !params::follow_upstream() {
+        pr_err!(
+            "redundancy=mirror needs at least two servers in servers= (it has {})\n",
+            servers.len()
+        );
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,
@@ -148,5 +177,6 @@ pub(crate) fn parse() -> Result<Params> {
         async_loads: params::async_loads(),
         readahead_depth,
         poll_us,
+        redundancy,
     })
 }

@@ -67,20 +67,32 @@ impl Policy {
     }
 }
 
-/// A usable server with room for a new page, by `policy`. None when every
-/// server is full or down: the store is refused and the page goes to the
-/// swap device.
-pub(crate) fn pick(servers: &[Server], policy: Policy) -> Option<(usize, &Server)> {
+/// A usable server with room for a new page, by `policy`, other than
+/// server `not` (the one holding the page's other copy, mirror.rs). None
+/// when every such server is full or down: the store is refused and the
+/// page goes to the swap device.
+pub(crate) fn pick(
+    servers: &[Server],
+    policy: Policy,
+    not: Option<usize>,
+) -> Option<(usize, &Server)> {
+    let free = |i, s: &Server| {
+        if Some(i) == not {
+            0
+        } else {
+            s.free_pages()
+        }
+    };
     match policy {
-        Policy::Capacity => draw(servers, |_, s| s.free_pages()),
-        Policy::Weighted | Policy::Tiered => draw(servers, |_, s| {
-            if s.free_pages() > 0 {
+        Policy::Capacity => draw(servers, free),
+        Policy::Weighted | Policy::Tiered => draw(servers, |i, s| {
+            if free(i, s) > 0 {
                 s.stats.share_ppm.load(Ordering::Relaxed)
             } else {
                 0
             }
         })
-        .or_else(|| draw(servers, |_, s| s.free_pages())),
+        .or_else(|| draw(servers, free)),
     }
 }
 
@@ -571,10 +583,16 @@ impl Placement {
     /// server was retired before the move was done with it); false if the
     /// key is no longer at `to`.
     pub(crate) fn revert_move(&self, key: u64, to: Place, from: Place) -> bool {
-        let old = self.0.update(key, |v| {
-            (v & (PLACE | MOVING) == to.encode()).then(|| from.encode() | (v & REFERENCED))
+        self.replace(key, to, from)
+    }
+
+    /// Points `key` at `new` if it is at `old` and not moving (keeping
+    /// its referenced flag); false if it is not.
+    pub(crate) fn replace(&self, key: u64, old: Place, new: Place) -> bool {
+        let was = self.0.update(key, |v| {
+            (v & (PLACE | MOVING) == old.encode()).then(|| new.encode() | (v & REFERENCED))
         });
-        old.map_or(false, |v| v & (PLACE | MOVING) == to.encode())
+        was.map_or(false, |v| v & (PLACE | MOVING) == old.encode())
     }
 
     /// Ends a move of `key` from `from`: with `to`, points the key at its

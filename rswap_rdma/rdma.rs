@@ -1313,6 +1313,7 @@ pub(crate) mod params {
     extern "C" {
         fn rswap_rdma_param_servers() -> *const c_char;
         fn rswap_rdma_param_secret() -> *const c_char;
+        fn rswap_rdma_param_redundancy() -> *const c_char;
         fn rswap_rdma_param_mib_per_server() -> c_uint;
         fn rswap_rdma_param_timeout_ms() -> c_uint;
         fn rswap_rdma_param_node_id() -> c_ulong;
@@ -1346,6 +1347,11 @@ pub(crate) mod params {
     pub(crate) fn secret() -> Option<&'static [u8]> {
         // SAFETY: as above.
         c_str(unsafe { rswap_rdma_param_secret() })
+    }
+
+    pub(crate) fn redundancy() -> Option<&'static [u8]> {
+        // SAFETY: as above.
+        c_str(unsafe { rswap_rdma_param_redundancy() })
     }
 
     pub(crate) fn mib_per_server() -> u32 {

@@ -65,6 +65,10 @@ static unsigned int readahead_depth = 8;
 module_param(readahead_depth, uint, 0444);
 MODULE_PARM_DESC(readahead_depth, "Reads ahead in flight at once on a readahead queue, posted as one batch (1-32, default 8)");
 
+static char *redundancy;
+module_param(redundancy, charp, 0444);
+MODULE_PARM_DESC(redundancy, "none (the default): one copy of each page; mirror: a second copy on another server, so that losing one server loses no page");
+
 static unsigned int poll_us = 2000;
 module_param(poll_us, uint, 0444);
 MODULE_PARM_DESC(poll_us, "How long a task waiting for its read or write polls the completion queue before it sleeps until the completion event, in us (0-100000, default 2000)");
@@ -108,6 +112,8 @@ int rswap_rdma_param_placement(void) { return READ_ONCE(placement); }
 
 const char *rswap_rdma_param_servers(void);
 const char *rswap_rdma_param_servers(void) { return servers; }
+const char *rswap_rdma_param_redundancy(void);
+const char *rswap_rdma_param_redundancy(void) { return redundancy; }
 const char *rswap_rdma_param_secret(void);
 const char *rswap_rdma_param_secret(void) { return secret; }
 unsigned int rswap_rdma_param_mib_per_server(void);

@@ -55,6 +55,7 @@ mod ahead;
 mod backend;
 #[path = "../rswap/ffi.rs"]
 mod ffi;
+mod mirror;
 mod params;
 mod placement;
 // The wire protocol has one source, shared with memserver (see its top).
@@ -72,6 +73,7 @@ mod tier;
 use ahead::Ahead;
 use backend::{Backend, PendingLoad, Registration, SwapKey};
 use ffi::{try_box, DebugfsDir, PageRef};
+use mirror::Mirror;
 use placement::{Place, Placement, Policy};
 use rdma::{AheadWq, Worker};
 use server::Server;
@@ -127,6 +129,8 @@ struct Core {
     /// The reads ahead waiting for their CPU's work item.
     ahead: Ahead,
     async_loads: bool,
+    /// Second copies, with `redundancy=mirror` (mirror.rs).
+    mirror: Option<Mirror>,
 }
 
 impl Core {
@@ -140,14 +144,25 @@ impl Core {
         if moving {
             self.tiers.loads_during_move.fetch_add(1, Ordering::Relaxed);
         }
-        let s = self.servers.get(p.server).ok_or(code::EIO)?;
-        s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)?;
+        if let Some(m) = &self.mirror {
+            // Never moved (mirror.rs), so no referenced mark to keep.
+            return m
+                .load(&self.servers, key.raw(), p, page)
+                .unwrap_or_else(|| self.read(p, page));
+        }
+        self.read(p, page)?;
         drop(reading);
         if Policy::now() == Policy::Tiered {
             self.tiers
                 .loaded(&self.servers, &self.placement, key.raw(), p, page);
         }
         Ok(())
+    }
+
+    /// Reads the copy at `p` into `page`; EIO if it is lost.
+    fn read(&self, p: Place, page: &PageRef) -> Result {
+        let s = self.servers.get(p.server).ok_or(code::EIO)?;
+        s.read(page, p.slot, p.gen, true).map_err(|_| code::EIO)
     }
 }
 
@@ -183,8 +198,12 @@ fn tick(core: &Core) {
     }
     probe_idle(&core.servers);
     placement::rebalance(&core.servers);
-    core.tiers
-        .tick(&core.servers, &core.placement, policy == Policy::Tiered);
+    // Mirrored pages are never moved (mirror.rs).
+    let moves = policy == Policy::Tiered && core.mirror.is_none();
+    core.tiers.tick(&core.servers, &core.placement, moves);
+    if let Some(m) = &core.mirror {
+        m.repair(&core.servers, &core.placement);
+    }
 }
 
 const RECOVERY_PERIOD_MS: u32 = 100;
@@ -219,24 +238,38 @@ impl Backend for Rdma {
         let core = self.core.ctx();
         let servers = &core.servers;
         let (server, s, hot) = match Policy::now() {
-            Policy::Tiered => core.tiers.pick(servers, page),
-            p => placement::pick(servers, p).map(|(i, s)| (i, s, false)),
+            Policy::Tiered if core.mirror.is_none() => core.tiers.pick(servers, page),
+            p => placement::pick(servers, p, None).map(|(i, s)| (i, s, false)),
         }
         .ok_or(code::ENOSPC)?;
         // `_inflight` holds off a retirement of the server's pages until
         // the page is recorded (or refused) below.
         let (slot, gen, _inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
+        // With mirror, the second copy is written and recorded before the
+        // first is: a store succeeds only with both.
+        if let Some(m) = &core.mirror {
+            if let Err(e) = m.store_copy(servers, key.raw(), server, page) {
+                s.put_slot(slot, gen);
+                return Err(e);
+            }
+        }
+        let refuse = |e| {
+            if let Some(m) = &core.mirror {
+                m.invalidate(servers, key.raw());
+            }
+            Err(e)
+        };
         if let Err(e) = core.placement.insert(key.raw(), place, hot) {
             s.put_slot(slot, gen);
-            return Err(e);
+            return refuse(e);
         }
         // The server's pages may have been declared lost since the write:
         // then this one is too, so refuse the store (the page goes to the
         // next tier or the swap device) rather than keep it.
         if s.gen() != gen {
             if core.placement.remove_if(key.raw(), place) {
-                return Err(code::ECONNRESET);
+                return refuse(code::ECONNRESET);
             }
             // The tiered policy moved it to another server meanwhile,
             // which holds (and counts) it.
@@ -284,13 +317,12 @@ impl Backend for Rdma {
     fn invalidate(&self, key: SwapKey) {
         let core = self.core.ctx();
         if let Some(p) = core.placement.remove(key.raw()) {
-            if let Some(s) = core.servers.get(p.server) {
-                // Nothing for a page of a retired generation: it was
-                // counted as lost, and its slot may hold a newer page.
-                if s.put_slot(p.slot, p.gen) {
-                    s.stats.pages.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
+            // Nothing for a page of a retired generation: it was counted
+            // as lost, and its slot may hold a newer page.
+            mirror::free(&core.servers, p);
+        }
+        if let Some(m) = &core.mirror {
+            m.invalidate(&core.servers, key.raw());
         }
     }
 }
@@ -358,6 +390,14 @@ impl kernel::Module for RswapRdma {
             add_upstreams(&mut servers, &p, cpus)?;
         }
         let servers_len = servers.len();
+        if p.redundancy == params::Redundancy::Mirror && servers_len < 2 {
+            pr_err!("redundancy=mirror needs two servers; only one could be used\n");
+            return Err(code::EINVAL);
+        }
+        let mirror = match p.redundancy {
+            params::Redundancy::Mirror => Some(Mirror::new()?),
+            params::Redundancy::None => None,
+        };
         let placement = Placement::new()?;
         // debugfs failures are not fatal (the files are then missing). The
         // counters are boxed in each server, so they stay where debugfs
@@ -380,6 +420,7 @@ impl kernel::Module for RswapRdma {
                 policy: AtomicU32::new(policy as u32),
                 ahead: Ahead::new(cpus, p.readahead_depth)?,
                 async_loads: p.async_loads,
+                mirror,
             })?,
             tick,
             RECOVERY_PERIOD_MS,
@@ -403,6 +444,9 @@ impl kernel::Module for RswapRdma {
         root.add_u64(b"loads_during_move\0", &tiers.loads_during_move);
         root.add_u64(b"frees_waited\0", &tiers.frees_waited);
         root.add_u64(b"reads_ahead_at_once\0", &core.ctx().ahead.at_once);
+        if let Some(m) = &core.ctx().mirror {
+            mirror::publish(&root, m);
+        }
         let backend = Rdma {
             _ahead_wq: ahead_wq,
             _dirs: dirs,

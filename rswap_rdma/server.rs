@@ -34,7 +34,7 @@
 //! knows the secret gets no page.
 
 use crate::ffi::{try_box, PageRef, SpinLock};
-use crate::params::Params;
+use crate::params::{Params, Redundancy};
 use crate::placement::{Health, Region, RegionError, Slots};
 use crate::proto::{server_id, DecodeError, Reply, Request, Sealed, Status, Tag, Token, NO_TOKEN};
 use crate::queue::{Class, Queue, Queues, QUEUE_DEPTH};
@@ -130,6 +130,9 @@ pub(crate) struct Server {
     /// Recovery thread only: the next rebuild attempt, and the pause.
     next_try: AtomicU64,
     backoff_ms: AtomicU32,
+    /// Every page has a copy on another server too (`redundancy=mirror`):
+    /// its pages are not lost with it, only their copies here.
+    mirrored: bool,
     /// Boxed: debugfs holds the counters' addresses.
     pub(crate) stats: Box<ServerStats>,
 }
@@ -391,6 +394,7 @@ impl Server {
             timeout: rdma::ms_to_jiffies(p.timeout_ms),
             next_try: AtomicU64::new(0),
             backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
+            mirrored: p.redundancy == Redundancy::Mirror,
             stats,
         })
     }
@@ -686,13 +690,25 @@ impl Server {
             self.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed);
             self.stats.up.store(0, Ordering::Relaxed);
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
-            pr_warn!(
-                "server {}: {}; reconnecting: new pages go elsewhere, faults on its {} pages wait up to {} ms\n",
-                self.ep,
-                f.why(),
-                self.stats.pages.load(Ordering::Relaxed),
-                rdma::jiffies_to_ms(self.loss)
-            );
+            let pages = self.stats.pages.load(Ordering::Relaxed);
+            let bound = rdma::jiffies_to_ms(self.loss);
+            if self.mirrored {
+                pr_warn!(
+                    "server {}: {}; reconnecting: new pages go elsewhere, faults on its {} page copies read the other copies; it has {} ms to come back\n",
+                    self.ep,
+                    f.why(),
+                    pages,
+                    bound
+                );
+            } else {
+                pr_warn!(
+                    "server {}: {}; reconnecting: new pages go elsewhere, faults on its {} pages wait up to {} ms\n",
+                    self.ep,
+                    f.why(),
+                    pages,
+                    bound
+                );
+            }
         }
     }
 
@@ -737,6 +753,15 @@ impl Server {
         self.slots.reset(from, n, &self.stats.free_pages);
         let lost = self.stats.pages.swap(0, Ordering::Relaxed);
         self.stats.lost_pages.fetch_add(lost, Ordering::Relaxed);
+        if self.mirrored {
+            pr_err!(
+                "server {}: {}: its {} page copies are gone; the other copies serve them, and repair makes new ones (mirror); new pages go elsewhere until it is back\n",
+                self.ep,
+                why,
+                lost
+            );
+            return;
+        }
         pr_err!(
             "server {}: {}: its {} pages are lost (a fault on one gets SIGBUS, never stale data); new pages go elsewhere until it is back\n",
             self.ep,

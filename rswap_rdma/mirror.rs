@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `redundancy=mirror`: every page has two copies, on two servers, so
+//! that losing one server loses no page.
+//!
+//! - **Store** ([`Mirror::store_copy`]): after the first copy is written
+//!   where the policy says (`Rdma::store`), the second goes to another
+//!   server, picked by the same policy. Both writes complete before the
+//!   store succeeds; if the second cannot be made, the store is refused
+//!   and the page goes to the next tier or the swap device.
+//! - **Where:** the first copy is in `Core::placement`, as without
+//!   redundancy; the second in [`Mirror::copies`], under the same key.
+//! - **Load** ([`Mirror::load`]): one copy is read, from the server with
+//!   the lower measured latency. If that read fails, the other copy is
+//!   read at once, without waiting for the first server to come back;
+//!   only if both fail does the load wait for either (as a load without
+//!   redundancy waits for its server), then fail with EIO.
+//! - **Invalidation** frees both copies.
+//! - **Repair** ([`Mirror::repair`], on the recovery thread): once a
+//!   server's pages are declared lost (its slot generation moves on), a
+//!   pass over every page finds those with one copy left and makes a new
+//!   second copy on another server, at most [`REPAIR_PER_TICK`] pages per
+//!   period. A page whose two copies are both gone is lost: its loads fail
+//!   with EIO (SIGBUS for the task), never with wrong data.
+//!
+//! Pages are not moved between servers under mirror (a move could put
+//! both copies on one server): `placement=tiered` then places new pages
+//! by the weighted policy's shares, and promotes and demotes nothing.
+
+use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef};
+use crate::placement::{self, Place, Placement, Policy};
+use crate::server::Server;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::error::code;
+use kernel::prelude::*;
+
+/// Pages repaired per recovery period (100 ms) at most: about 1.25 MiB/s,
+/// so that repair never takes the link from the tasks' faults.
+pub(crate) const REPAIR_PER_TICK: u32 = 32;
+/// Entries looked at per recovery period at most, repaired or not.
+const SCAN_PER_TICK: u32 = 4096;
+/// `Mirror::epoch` before the recovery thread's first period.
+const UNSET: u64 = u64::MAX;
+
+pub(crate) struct Mirror {
+    /// Key -> where the page's second copy is.
+    copies: Placement,
+    /// Loads served by one copy while the other's server was down or its
+    /// read failed.
+    pub(crate) failovers: AtomicU64,
+    /// Second copies made again after a server's pages were lost.
+    pub(crate) repaired: AtomicU64,
+    /// As of the last finished repair pass: pages it found with one copy
+    /// left and could not repair (no other server up, or none with room),
+    /// and pages with no copy left (lost).
+    pub(crate) degraded: AtomicU64,
+    pub(crate) lost: AtomicU64,
+    /// Stores refused because no second server could take the copy.
+    pub(crate) refused: AtomicU64,
+    /// Repair passes finished.
+    pub(crate) passes: AtomicU64,
+    /// The recovery thread's repair state: the sum of the servers' slot
+    /// generations when the last clean pass began (a retirement changes
+    /// it; [`UNSET`] before the first period), whether a pass is under
+    /// way, its next key, and what it found.
+    epoch: AtomicU64,
+    scanning: AtomicBool,
+    cursor: AtomicU64,
+    pass_degraded: AtomicU64,
+    pass_lost: AtomicU64,
+    pass_repaired: AtomicU64,
+}
+
+/// Is `p` a live copy (its server has not retired its generation)?
+fn live(servers: &[Server], p: Place) -> bool {
+    servers.get(p.server).map_or(false, |s| s.gen() == p.gen)
+}
+
+fn epoch(servers: &[Server]) -> u64 {
+    servers.iter().map(|s| s.gen() as u64).sum()
+}
+
+impl Mirror {
+    pub(crate) fn new() -> Result<Mirror> {
+        Ok(Mirror {
+            copies: Placement::new()?,
+            failovers: AtomicU64::new(0),
+            repaired: AtomicU64::new(0),
+            degraded: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+            epoch: AtomicU64::new(UNSET),
+            scanning: AtomicBool::new(false),
+            cursor: AtomicU64::new(0),
+            pass_degraded: AtomicU64::new(0),
+            pass_lost: AtomicU64::new(0),
+            pass_repaired: AtomicU64::new(0),
+        })
+    }
+
+    /// Writes the second copy of `page`, whose first is on server
+    /// `first`, and records it under `key`. Err: no other server took it
+    /// (the caller frees the first copy and refuses the store).
+    pub(crate) fn store_copy(
+        &self,
+        servers: &[Server],
+        key: u64,
+        first: usize,
+        page: &PageRef,
+    ) -> Result<Place> {
+        let r = self.copy_to(servers, first, page, |p| self.copies.insert(key, p, false));
+        if r.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Writes `page` to a server other than `not`, picked by the policy,
+    /// and records it with `record`; the copy is counted in that server's
+    /// pages. On any failure nothing is recorded and the slot is freed.
+    fn copy_to(
+        &self,
+        servers: &[Server],
+        not: usize,
+        page: &PageRef,
+        record: impl FnOnce(Place) -> Result,
+    ) -> Result<Place> {
+        let (server, s) = placement::pick(servers, Policy::now(), Some(not)).ok_or(code::ENOSPC)?;
+        let (slot, gen, _inflight) = s.store(page)?;
+        let place = Place { server, slot, gen };
+        if let Err(e) = record(place) {
+            s.put_slot(slot, gen);
+            return Err(e);
+        }
+        s.stats.pages.fetch_add(1, Ordering::Relaxed);
+        s.stats.stores.fetch_add(1, Ordering::Relaxed);
+        Ok(place)
+    }
+
+    /// Frees the second copy of `key`, if it has one.
+    pub(crate) fn invalidate(&self, servers: &[Server], key: u64) {
+        if let Some(p) = self.copies.remove(key) {
+            free(servers, p);
+        }
+    }
+
+    /// Reads the page of `key`, whose first copy is at `first`, into
+    /// `page`: from the faster server, else from the other; None if the
+    /// page has no second copy (the caller reads `first` as usual).
+    pub(crate) fn load(
+        &self,
+        servers: &[Server],
+        key: u64,
+        first: Place,
+        page: &PageRef,
+    ) -> Option<Result> {
+        let second = self.copies.get(key)?;
+        let mut order = [first, second];
+        if faster(servers, second.server, first.server) {
+            order.swap(0, 1);
+        }
+        // Each copy once, without waiting for a reconnecting server: the
+        // other copy is there for that. A load served while the other
+        // copy's server is down, or after its read failed, is a failover.
+        let usable = |p: &Place| servers.get(p.server).map_or(false, |s| s.usable());
+        for (i, p) in order.iter().enumerate() {
+            if let Some(s) = servers.get(p.server) {
+                if s.usable() && s.read(page, p.slot, p.gen, false).is_ok() {
+                    if i > 0 || !usable(&order[1]) {
+                        self.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Some(Ok(()));
+                }
+            }
+        }
+        // Neither answered now: wait for either, as a load of a single copy
+        // waits for its server (each read fails at once on a lost copy).
+        for p in order.iter() {
+            if let Some(s) = servers.get(p.server) {
+                if s.read(page, p.slot, p.gen, true).is_ok() {
+                    self.failovers.fetch_add(1, Ordering::Relaxed);
+                    return Some(Ok(()));
+                }
+            }
+        }
+        Some(Err(code::EIO))
+    }
+
+    /// The recovery thread's part, every period: once a server's pages
+    /// were declared lost, passes over every mirrored page and gives those
+    /// with one copy left a new second copy; `first` is the map of first
+    /// copies.
+    pub(crate) fn repair(&self, servers: &[Server], first: &Placement) {
+        let now = epoch(servers);
+        if !self.scanning.load(Ordering::Relaxed) {
+            let last = self.epoch.load(Ordering::Relaxed);
+            if last == UNSET {
+                // The servers as they were at load: nothing to repair.
+                self.epoch.store(now, Ordering::Relaxed);
+                return;
+            }
+            if last == now {
+                return;
+            }
+            self.begin_pass(now);
+        }
+        let mut bounce: Option<OwnedPage> = None;
+        let (mut seen, mut fixed) = (0u32, 0u32);
+        let mut key = self.cursor.load(Ordering::Relaxed);
+        while seen < SCAN_PER_TICK && fixed < REPAIR_PER_TICK {
+            let (k, second) = match self.copies.next_from(key) {
+                Some(e) => e,
+                None => {
+                    self.end_pass(now);
+                    return;
+                }
+            };
+            key = k.wrapping_add(1);
+            seen += 1;
+            let p = match first.get(k) {
+                Some(p) => p,
+                None => continue, // being invalidated
+            };
+            let (a, b) = (live(servers, p), live(servers, second));
+            if a && b {
+                continue;
+            }
+            if !a && !b {
+                self.pass_lost.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if bounce.is_none() {
+                // Without a page (memory is short) the pass waits.
+                match OwnedPage::alloc(ffi::GFP_SWAPOUT) {
+                    Ok(b) => bounce = Some(b),
+                    Err(_) => break,
+                }
+            }
+            let buf = match bounce.as_mut() {
+                Some(b) => b.borrow_mut(),
+                None => break,
+            };
+            fixed += 1;
+            let (from, stale, map) = if a {
+                (p, second, &self.copies)
+            } else {
+                (second, p, first)
+            };
+            if self.rebuild(servers, k, from, stale, map, &buf).is_ok() {
+                self.repaired.fetch_add(1, Ordering::Relaxed);
+                self.pass_repaired.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.pass_degraded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.cursor.store(key, Ordering::Relaxed);
+    }
+
+    fn begin_pass(&self, now: u64) {
+        self.epoch.store(now, Ordering::Relaxed);
+        self.scanning.store(true, Ordering::Relaxed);
+        self.cursor.store(0, Ordering::Relaxed);
+        self.pass_degraded.store(0, Ordering::Relaxed);
+        self.pass_lost.store(0, Ordering::Relaxed);
+        self.pass_repaired.store(0, Ordering::Relaxed);
+    }
+
+    /// A pass reached the last page: publishes what it found. Pages it
+    /// could not repair (no other server up, or full) are tried again by
+    /// the next pass, begun by the next retirement or by this.
+    fn end_pass(&self, now: u64) {
+        let degraded = self.pass_degraded.load(Ordering::Relaxed);
+        let lost = self.pass_lost.load(Ordering::Relaxed);
+        let repaired = self.pass_repaired.load(Ordering::Relaxed);
+        self.degraded.store(degraded, Ordering::Relaxed);
+        self.lost.store(lost, Ordering::Relaxed);
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.scanning.store(false, Ordering::Relaxed);
+        if degraded != 0 || repaired != 0 || lost != 0 {
+            pr_info!(
+                "mirror: repair pass done: {} pages given a second copy, {} still with one copy, {} with none (lost)\n",
+                repaired,
+                degraded,
+                lost
+            );
+        }
+        // Another pass at the next tick while pages wait for a server
+        // with room; a clean pass waits for the next retirement.
+        if degraded != 0 {
+            self.epoch.store(now.wrapping_sub(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Gives `key`, whose copy at `from` is live and whose copy at
+    /// `stale` (recorded in `map`) is gone, a new copy: read into `buf`,
+    /// written to a server other than `from`'s, then recorded in place of
+    /// `stale` only if `key` is still at `stale` (else the key was
+    /// invalidated meanwhile, and the new copy is freed).
+    fn rebuild(
+        &self,
+        servers: &[Server],
+        key: u64,
+        from: Place,
+        stale: Place,
+        map: &Placement,
+        buf: &PageRef,
+    ) -> Result {
+        let s = servers.get(from.server).ok_or(code::EIO)?;
+        s.read(buf, from.slot, from.gen, false)?;
+        self.copy_to(servers, from.server, buf, |new| {
+            if map.replace(key, stale, new) {
+                Ok(())
+            } else {
+                Err(code::EAGAIN)
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// The counters, as files `mirror_*` in `dir` (dropped before `m`).
+pub(crate) fn publish(dir: &DebugfsDir, m: &Mirror) {
+    dir.add_u64(b"mirror_failovers\0", &m.failovers);
+    dir.add_u64(b"mirror_repaired\0", &m.repaired);
+    dir.add_u64(b"mirror_degraded\0", &m.degraded);
+    dir.add_u64(b"mirror_lost\0", &m.lost);
+    dir.add_u64(b"mirror_refused\0", &m.refused);
+    dir.add_u64(b"mirror_passes\0", &m.passes);
+}
+
+/// Frees the slot of copy `p`, counted out of its server's pages (unless
+/// its generation was retired, when it was counted lost).
+pub(crate) fn free(servers: &[Server], p: Place) {
+    if let Some(s) = servers.get(p.server) {
+        if s.put_slot(p.slot, p.gen) {
+            s.stats.pages.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Is server `a` faster to read from than server `b`? Only a usable
+/// server with a measured latency is; an unmeasured one is not.
+fn faster(servers: &[Server], a: usize, b: usize) -> bool {
+    let lat = |i: usize| {
+        servers
+            .get(i)
+            .filter(|s| s.usable())
+            .and_then(placement::latency_ns)
+            .unwrap_or(u64::MAX)
+    };
+    lat(a) < lat(b)
+}
