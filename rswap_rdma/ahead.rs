@@ -226,7 +226,8 @@ fn read_batch(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         return;
     }
-    let tiered = Policy::now() == Policy::Tiered;
+    // Mirrored pages are never moved (mirror.rs): no heat to keep.
+    let tiered = Policy::now() == Policy::Tiered && core.mirror.is_none();
     for &i in batch {
         if let (Some((key, load)), Some(p)) = (items[i].take(), places[i]) {
             if tiered {

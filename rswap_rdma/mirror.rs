@@ -12,15 +12,18 @@
 //! - **Load** ([`Mirror::load`]): one copy is read, from the server with
 //!   the lower measured latency. If that read fails, the other copy is
 //!   read at once, without waiting for the first server to come back;
-//!   only if both fail does the load wait for either (as a load without
-//!   redundancy waits for its server), then fail with EIO.
+//!   only if both fail does the load retry both, every
+//!   [`RETRY_MS`], until one answers, both copies are lost, or
+//!   `loss_timeout_s` passed (as a load without redundancy waits for its
+//!   server); then it fails with EIO.
 //! - **Invalidation** frees both copies.
 //! - **Repair** ([`Mirror::repair`], on the recovery thread): once a
 //!   server's pages are declared lost (its slot generation moves on), a
 //!   pass over every page finds those with one copy left and makes a new
-//!   second copy on another server, at most [`REPAIR_PER_TICK`] pages per
-//!   period. A page whose two copies are both gone is lost: its loads fail
-//!   with EIO (SIGBUS for the task), never with wrong data.
+//!   second copy on another server, at most [`REPAIR_PER_TICK`] pages and
+//!   [`REPAIR_BUDGET_NS`] per period. A page whose two copies are both
+//!   gone is lost: its loads fail with EIO (SIGBUS for the task), never
+//!   with wrong data.
 //!
 //! Pages are not moved between servers under mirror (a move could put
 //! both copies on one server): `placement=tiered` then places new pages
@@ -28,7 +31,8 @@
 
 use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef};
 use crate::placement::{self, Place, Placement, Policy};
-use crate::server::Server;
+use crate::rdma;
+use crate::server::{InFlight, Server};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -38,8 +42,11 @@ use kernel::prelude::*;
 pub(crate) const REPAIR_PER_TICK: u32 = 32;
 /// Entries looked at per recovery period at most, repaired or not.
 const SCAN_PER_TICK: u32 = 4096;
-/// `Mirror::epoch` before the recovery thread's first period.
-const UNSET: u64 = u64::MAX;
+/// Time spent repairing per recovery period at most (as tier.rs's moves):
+/// the thread also rebuilds connections and declares losses.
+const REPAIR_BUDGET_NS: u64 = 30_000_000;
+/// How often a load whose two copies both failed tries them again.
+const RETRY_MS: u32 = 100;
 
 pub(crate) struct Mirror {
     /// Key -> where the page's second copy is.
@@ -49,21 +56,28 @@ pub(crate) struct Mirror {
     pub(crate) failovers: AtomicU64,
     /// Second copies made again after a server's pages were lost.
     pub(crate) repaired: AtomicU64,
-    /// As of the last finished repair pass: pages it found with one copy
-    /// left and could not repair (no other server up, or none with room),
-    /// and pages with no copy left (lost).
+    /// Pages with one copy left. When a server's pages are retired, its
+    /// lost copies are added; each repair takes one off; the end of a pass
+    /// sets it to what the pass found and could not repair (no other
+    /// server up, or none with room).
     pub(crate) degraded: AtomicU64,
+    /// Pages with no copy left (lost), as of the last finished pass.
     pub(crate) lost: AtomicU64,
     /// Stores refused because no second server could take the copy.
     pub(crate) refused: AtomicU64,
     /// Repair passes finished.
     pub(crate) passes: AtomicU64,
     /// The recovery thread's repair state: the sum of the servers' slot
-    /// generations when the last clean pass began (a retirement changes
-    /// it; [`UNSET`] before the first period), whether a pass is under
-    /// way, its next key, and what it found.
+    /// generations when the last pass began (a retirement changes it;
+    /// `started` once the first period set it), the servers' lost copies
+    /// then,
+    /// whether a pass is under way or another is due, its next key, and
+    /// what it found.
     epoch: AtomicU64,
+    started: AtomicBool,
+    lost_seen: AtomicU64,
     scanning: AtomicBool,
+    again: AtomicBool,
     cursor: AtomicU64,
     pass_degraded: AtomicU64,
     pass_lost: AtomicU64,
@@ -89,8 +103,11 @@ impl Mirror {
             lost: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             passes: AtomicU64::new(0),
-            epoch: AtomicU64::new(UNSET),
+            epoch: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            lost_seen: AtomicU64::new(0),
             scanning: AtomicBool::new(false),
+            again: AtomicBool::new(false),
             cursor: AtomicU64::new(0),
             pass_degraded: AtomicU64::new(0),
             pass_lost: AtomicU64::new(0),
@@ -99,15 +116,18 @@ impl Mirror {
     }
 
     /// Writes the second copy of `page`, whose first is on server
-    /// `first`, and records it under `key`. Err: no other server took it
-    /// (the caller frees the first copy and refuses the store).
-    pub(crate) fn store_copy(
+    /// `first`, and records it under `key`; returns it with the in-flight
+    /// mark that holds off its server's retirement, which the caller keeps
+    /// until it has checked the copy's generation once the first copy is
+    /// recorded. Err: no other server took it (the caller frees the first
+    /// copy and refuses the store).
+    pub(crate) fn store_copy<'a>(
         &self,
-        servers: &[Server],
+        servers: &'a [Server],
         key: u64,
         first: usize,
         page: &PageRef,
-    ) -> Result<Place> {
+    ) -> Result<(Place, InFlight<'a>)> {
         let r = self.copy_to(servers, first, page, |p| self.copies.insert(key, p, false));
         if r.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -118,23 +138,26 @@ impl Mirror {
     /// Writes `page` to a server other than `not`, picked by the policy,
     /// and records it with `record`; the copy is counted in that server's
     /// pages. On any failure nothing is recorded and the slot is freed.
-    fn copy_to(
+    fn copy_to<'a>(
         &self,
-        servers: &[Server],
+        servers: &'a [Server],
         not: usize,
         page: &PageRef,
         record: impl FnOnce(Place) -> Result,
-    ) -> Result<Place> {
+    ) -> Result<(Place, InFlight<'a>)> {
         let (server, s) = placement::pick(servers, Policy::now(), Some(not)).ok_or(code::ENOSPC)?;
-        let (slot, gen, _inflight) = s.store(page)?;
+        let (slot, gen, inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
+        // Counted before it is recorded: an invalidation may free it as
+        // soon as it is, and must find it counted.
+        s.stats.pages.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = record(place) {
+            s.stats.pages.fetch_sub(1, Ordering::Relaxed);
             s.put_slot(slot, gen);
             return Err(e);
         }
-        s.stats.pages.fetch_add(1, Ordering::Relaxed);
         s.stats.stores.fetch_add(1, Ordering::Relaxed);
-        Ok(place)
+        Ok((place, inflight))
     }
 
     /// Frees the second copy of `key`, if it has one.
@@ -173,17 +196,33 @@ impl Mirror {
                 }
             }
         }
-        // Neither answered now: wait for either, as a load of a single copy
-        // waits for its server (each read fails at once on a lost copy).
-        for p in order.iter() {
-            if let Some(s) = servers.get(p.server) {
-                if s.read(page, p.slot, p.gen, true).is_ok() {
-                    self.failovers.fetch_add(1, Ordering::Relaxed);
-                    return Some(Ok(()));
+        // Neither answered now: try both again while either may come
+        // back, as a load of a single copy waits for its server (a read of
+        // a lost copy fails at once with EIO; the recovery thread declares
+        // a server's pages lost past the bound).
+        let bound = servers.get(first.server).map_or(0, |s| s.loss());
+        let deadline = rdma::jiffies().wrapping_add(bound);
+        loop {
+            let mut waiting = false;
+            for p in order.iter() {
+                let s = match servers.get(p.server) {
+                    Some(s) => s,
+                    None => continue,
+                };
+                match s.read(page, p.slot, p.gen, false) {
+                    Ok(()) => {
+                        self.failovers.fetch_add(1, Ordering::Relaxed);
+                        return Some(Ok(()));
+                    }
+                    Err(e) if e == code::EIO => {}
+                    Err(_) => waiting = true,
                 }
             }
+            if !waiting || rdma::after(rdma::jiffies(), deadline) {
+                return Some(Err(code::EIO));
+            }
+            rdma::sleep_ms(RETRY_MS);
         }
-        Some(Err(code::EIO))
     }
 
     /// The recovery thread's part, every period: once a server's pages
@@ -193,25 +232,27 @@ impl Mirror {
     pub(crate) fn repair(&self, servers: &[Server], first: &Placement) {
         let now = epoch(servers);
         if !self.scanning.load(Ordering::Relaxed) {
-            let last = self.epoch.load(Ordering::Relaxed);
-            if last == UNSET {
-                // The servers as they were at load: nothing to repair.
-                self.epoch.store(now, Ordering::Relaxed);
+            // Before the first period, the servers as they were at load:
+            // nothing to repair.
+            let changed = self.epoch.swap(now, Ordering::Relaxed) != now;
+            let due = self.started.swap(true, Ordering::Relaxed) && changed;
+            if !due && !self.again.swap(false, Ordering::Relaxed) {
                 return;
             }
-            if last == now {
-                return;
-            }
-            self.begin_pass(now);
+            self.begin_pass(servers);
         }
+        let start = rdma::now_ns();
         let mut bounce: Option<OwnedPage> = None;
         let (mut seen, mut fixed) = (0u32, 0u32);
         let mut key = self.cursor.load(Ordering::Relaxed);
-        while seen < SCAN_PER_TICK && fixed < REPAIR_PER_TICK {
+        while seen < SCAN_PER_TICK
+            && fixed < REPAIR_PER_TICK
+            && rdma::now_ns().wrapping_sub(start) < REPAIR_BUDGET_NS
+        {
             let (k, second) = match self.copies.next_from(key) {
                 Some(e) => e,
                 None => {
-                    self.end_pass(now);
+                    self.end_pass();
                     return;
                 }
             };
@@ -219,7 +260,11 @@ impl Mirror {
             seen += 1;
             let p = match first.get(k) {
                 Some(p) => p,
-                None => continue, // being invalidated
+                // Being invalidated, or stored: the first copy is recorded
+                // after the second, and the store holds off the second's
+                // retirement until it has checked both (`Rdma::store`), so
+                // a retirement after that begins a pass that sees it.
+                None => continue,
             };
             let (a, b) = (live(servers, p), live(servers, second));
             if a && b {
@@ -240,15 +285,23 @@ impl Mirror {
                 Some(b) => b.borrow_mut(),
                 None => break,
             };
-            fixed += 1;
             let (from, stale, map) = if a {
                 (p, second, &self.copies)
             } else {
                 (second, p, first)
             };
+            // No server to take a copy: nothing to try (and no I/O).
+            if placement::pick(servers, Policy::now(), Some(from.server)).is_none() {
+                self.pass_degraded.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            fixed += 1;
             if self.rebuild(servers, k, from, stale, map, &buf).is_ok() {
                 self.repaired.fetch_add(1, Ordering::Relaxed);
                 self.pass_repaired.fetch_add(1, Ordering::Relaxed);
+                let _ = self
+                    .degraded
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
             } else {
                 self.pass_degraded.fetch_add(1, Ordering::Relaxed);
             }
@@ -256,8 +309,15 @@ impl Mirror {
         self.cursor.store(key, Ordering::Relaxed);
     }
 
-    fn begin_pass(&self, now: u64) {
-        self.epoch.store(now, Ordering::Relaxed);
+    /// Starts a pass; the copies lost since the last one are counted
+    /// degraded until the pass repairs them (or finds them gone).
+    fn begin_pass(&self, servers: &[Server]) {
+        let lost: u64 = servers
+            .iter()
+            .map(|s| s.stats.lost_pages.load(Ordering::Relaxed))
+            .sum();
+        let new = lost.saturating_sub(self.lost_seen.swap(lost, Ordering::Relaxed));
+        self.degraded.fetch_add(new, Ordering::Relaxed);
         self.scanning.store(true, Ordering::Relaxed);
         self.cursor.store(0, Ordering::Relaxed);
         self.pass_degraded.store(0, Ordering::Relaxed);
@@ -267,8 +327,8 @@ impl Mirror {
 
     /// A pass reached the last page: publishes what it found. Pages it
     /// could not repair (no other server up, or full) are tried again by
-    /// the next pass, begun by the next retirement or by this.
-    fn end_pass(&self, now: u64) {
+    /// the next pass, begun at the next period, or by the next retirement.
+    fn end_pass(&self) {
         let degraded = self.pass_degraded.load(Ordering::Relaxed);
         let lost = self.pass_lost.load(Ordering::Relaxed);
         let repaired = self.pass_repaired.load(Ordering::Relaxed);
@@ -284,10 +344,10 @@ impl Mirror {
                 lost
             );
         }
-        // Another pass at the next tick while pages wait for a server
+        // Another pass at the next period while pages wait for a server
         // with room; a clean pass waits for the next retirement.
         if degraded != 0 {
-            self.epoch.store(now.wrapping_sub(1), Ordering::Relaxed);
+            self.again.store(true, Ordering::Relaxed);
         }
     }
 

@@ -247,13 +247,19 @@ impl Backend for Rdma {
         let (slot, gen, _inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
         // With mirror, the second copy is written and recorded before the
-        // first is: a store succeeds only with both.
-        if let Some(m) = &core.mirror {
-            if let Err(e) = m.store_copy(servers, key.raw(), server, page) {
-                s.put_slot(slot, gen);
-                return Err(e);
-            }
-        }
+        // first is: a store succeeds only with both. `_copy_inflight` holds
+        // off a retirement of the second copy's server until both
+        // generations are checked below.
+        let (second, _copy_inflight) = match &core.mirror {
+            Some(m) => match m.store_copy(servers, key.raw(), server, page) {
+                Ok((p, mark)) => (Some(p), Some(mark)),
+                Err(e) => {
+                    s.put_slot(slot, gen);
+                    return Err(e);
+                }
+            },
+            None => (None, None),
+        };
         let refuse = |e| {
             if let Some(m) = &core.mirror {
                 m.invalidate(servers, key.raw());
@@ -266,9 +272,14 @@ impl Backend for Rdma {
         }
         // The server's pages may have been declared lost since the write:
         // then this one is too, so refuse the store (the page goes to the
-        // next tier or the swap device) rather than keep it.
-        if s.gen() != gen {
+        // next tier or the swap device) rather than keep it. So too if the
+        // second copy's server's were (mirror: two copies or none).
+        let second_gone = second.map_or(false, |c| servers[c.server].gen() != c.gen);
+        if s.gen() != gen || second_gone {
             if core.placement.remove_if(key.raw(), place) {
+                // Only the second copy's server was retired: the first
+                // copy's slot is current and goes back (else a no-op).
+                s.put_slot(slot, gen);
                 return refuse(code::ECONNRESET);
             }
             // The tiered policy moved it to another server meanwhile,

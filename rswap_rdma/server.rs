@@ -451,6 +451,12 @@ impl Server {
         self.stats.free_pages.load(Ordering::Relaxed)
     }
 
+    /// How long, in jiffies, it may be unreachable before its pages are
+    /// lost (`loss_timeout_s`).
+    pub(crate) fn loss(&self) -> u64 {
+        self.loss
+    }
+
     /// The slot generation of the pages it holds now.
     pub(crate) fn gen(&self) -> u32 {
         self.slots.gen()
