@@ -618,10 +618,6 @@ pub(crate) struct Conn {
     /// instead of holding the CPU.
     events: Option<CqEvents>,
     spin_ns: u64,
-    /// The device is RDMA in software (Soft-RoCE, soft-iWARP): its
-    /// completions are CPU work in softirq context, which a spinning
-    /// waiter competes with, so waiters sleep at once (see `set_poll_us`).
-    software: bool,
     /// While reaping a batch: its first wr_id, the requests still missing
     /// (bit i: `first + i`), and the first error status seen.
     first: u64,
@@ -677,7 +673,6 @@ impl Conn {
             depth,
             events: None,
             spin_ns: 0,
-            software: false,
             first: 0,
             missing: 0,
             failed: 0,
@@ -712,10 +707,6 @@ impl Conn {
         conn.expect(CmEvent::RouteResolved, ms, "route resolution")?;
         // SAFETY: after route resolution the id is bound to a device.
         let device = unsafe { (*id).device };
-        // SAFETY: a live device (as above); its ops are set at registration.
-        let driver = unsafe { (*device).ops.driver_id };
-        conn.software = driver == bindings::rdma_driver_id_RDMA_DRIVER_RXE
-            || driver == bindings::rdma_driver_id_RDMA_DRIVER_SIW;
         // SAFETY: a live device; the caller name is a static string.
         let pd =
             unsafe { bindings::__ib_alloc_pd(device, 0, b"rswap_rdma\0".as_ptr() as *const _) };
@@ -807,18 +798,8 @@ impl Conn {
     /// no task waits on (the reads ahead), where polling would only take
     /// the CPU from the tasks (and, under Soft-RoCE, from the softirqs that
     /// make the completions).
-    ///
-    /// On a software device (`software()`) waiters always sleep at once:
-    /// measured in the lab (Soft-RoCE under TCG, lab_spill's 64 MiB walk),
-    /// spinning for 2000 us made the walk 144 s against 98 s sleeping at
-    /// once, since the spin takes the CPU that makes the completions.
     pub(crate) fn set_poll_us(&mut self, us: u32) {
-        self.spin_ns = if self.software { 0 } else { us as u64 * 1000 };
-    }
-
-    /// Is the device RDMA in software (Soft-RoCE, soft-iWARP)?
-    pub(crate) fn software(&self) -> bool {
-        self.software
+        self.spin_ns = us as u64 * 1000;
     }
 
     /// Has the peer gone (the CM said so, or a request failed)?

@@ -350,11 +350,9 @@ impl Server {
         };
         let mut queues = Queues::new();
         let mut first: Option<Session> = None;
-        let mut software = false;
         for q in 0..3 * cpus {
             let token = first.map_or(NO_TOKEN, |s| s.token);
             let (conn, session) = open(ep, &ask, q, token, false)?;
-            software |= conn.software();
             match first {
                 None => first = Some(session),
                 Some(s) if s.raw != session.raw || s.token != session.token => {
@@ -377,17 +375,12 @@ impl Server {
             .capacity_pages
             .store(region.slots() as u64, Ordering::Relaxed);
         pr_info!(
-            "server {}: {} queues connected, region of {} MiB (rkey {:#x}), free-slot map {} KiB; {}\n",
+            "server {}: {} queues connected, region of {} MiB (rkey {:#x}), free-slot map {} KiB\n",
             ep,
             3 * cpus,
             region.bytes() / MIB,
             region.rkey,
-            (Slots::map_bytes(region.slots()) + 1023) / 1024,
-            if software {
-                "a software RDMA device: waiters sleep until the completion event at once (poll_us is for NICs)"
-            } else {
-                "waiters poll before they sleep (poll_us)"
-            }
+            (Slots::map_bytes(region.slots()) + 1023) / 1024
         );
         Ok(Server {
             ep,
