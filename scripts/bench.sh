@@ -3,8 +3,8 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch reclaim
-#   (default: all but policies, tight, mixed, prefetch and reclaim, which have their own tables)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch reclaim redundancy
+#   (default: all but policies, tight, mixed, prefetch, reclaim and redundancy, which have their own tables)
 # The disk mode opens the swap image with cache=none (O_DIRECT): a disk,
 # not the host's page cache.
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +19,7 @@ mixed=""
 prefetch=""
 perf4k=""
 reclaim=""
+redundancy=""
 timeline=""
 trap 'lab_stop' EXIT
 
@@ -71,6 +72,12 @@ for mode in "${MODES[@]}"; do
 		prefetch=$both
 		perf4k=$(grep -a '^RSWAP-PERFTEST4K ' "$console" | tail -1)
 		;;
+	# Three memory nodes, unshaped: none against mirror, healthy and with
+	# node 2's link device removed.
+	redundancy)
+		BENCH_ARGS="rswap.mib=24" lab_bench bench_redundancy 3
+		redundancy=$(grep -a '^RSWAP-BENCH-REDUNDANCY ' "$console")
+		;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
 	rdma1) lab_bench bench_rdma 1 ;;
 	rdma2) lab_bench bench_rdma 2 ;;
@@ -112,7 +119,7 @@ for mode in "${MODES[@]}"; do
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
-	[[ $mode == prefetch || $mode == reclaim ]] && continue
+	[[ $mode == prefetch || $mode == reclaim || $mode == redundancy ]] && continue
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -214,6 +221,20 @@ done
 		while read -r l; do
 			[ -n "$l" ] && echo "$(val backend "$l") $(val workload "$l") $(val mode "$l") $(val seconds "$l")"
 		done <<<"$reclaim" | sort -k1,3 -k4n | awk '{k=$1" "$2" "$3; v[k]=v[k]" "$4; n[k]++} END {for (k in v) {split(substr(v[k],2),a," "); print "- " k ": " a[int((n[k]+1)/2)] " s"}}' | sort
+	fi
+	if [ -n "$redundancy" ]; then
+		echo
+		echo "Redundancy (bench.sh redundancy): three memory nodes, 24 MiB walk under memory.max=8M (one sequential"
+		echo "pass, one random), redundancy=none against mirror; degraded: the compute node's link-2 RDMA device removed"
+		echo "after the write phase. Overhead: copies per page held (rswap_rdma) and memserver's own pages holding data"
+		echo "per page held. Repair: from node 2's copies declared gone until none has one copy left."
+		echo
+		echo "| redundancy | state | swap-out MiB/s | swap-in MiB/s | fault p50 us | fault p99 us | copies / page | memserver pages / page | repair s per GiB | pages lost | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			[ -n "$l" ] || continue
+			echo "| $(val redundancy "$l") | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
+		done <<<"$redundancy"
 	fi
 	if [ -n "$perf" ]; then
 		echo

@@ -1,9 +1,16 @@
 # redundancy=mirror over three memory nodes: every page has two copies on
-# two nodes. Two walkers write their pages and pause; memory node 3 is
-# killed; one walker reads everything back while node 3 is gone (every
-# byte verifies, no SIGBUS: a failed read is served by the other copy),
-# repair gives the pages that had a copy on node 3 a new one on nodes 1
-# and 2, and then the other walker verifies every byte too.
+# two nodes.
+# 1. Two walkers write their pages and pause: every page has two copies,
+#    by rswap_rdma's counts and by memserver's own (2x the pages held).
+# 2. Memory node 2's link goes dark past loss_timeout_s while one walker
+#    reads: its copies are declared gone, the other copies serve every load
+#    (no SIGBUS, every byte verifies), and repair re-protects the pages.
+#    Node 2 comes back and takes new pages (a third walker's).
+# 3. Memory node 3 is killed; the third walker reads everything back (no
+#    SIGBUS, every byte verifies, loads fail over); repair gives node 3's
+#    pages new copies on nodes 1 and 2 (the returned node 2 takes some),
+#    back to two copies of every page; the first walker then verifies
+#    every byte too.
 . /tests/lib.sh
 insmod /modules/rswap.ko || fail "insmod rswap"
 expect_fail "mirror with one server" "redundancy=mirror needs at least two servers" \
@@ -11,65 +18,108 @@ expect_fail "mirror with one server" "redundancy=mirror needs at least two serve
 expect_fail "unknown redundancy" "redundancy=raid5: use none" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" redundancy=raid5
 rmmod rswap || fail "rmmod rswap"
+NODE=0x6d6972726f72
 load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=3 \
-	redundancy=mirror || fail "insmod rswap_rdma"
+	redundancy=mirror node_id=$NODE || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 mkdir -p "$CG" && echo 8M >"$CG/memory.max"
 # A walker in the cgroup, in the background, with its own output file.
 walker() { # walker <name> <pagewalker args...>
 	local name=$1
 	shift
-	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $*" >"/tmp/$name.out" 2>&1 &
+	rm -f "/tmp/go$name"
+	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $* --pause /tmp/go$name" >"/tmp/$name.out" 2>&1 &
 }
 paused() { # paused <name>: until it has written its pages (300 s at most)
 	local i=0
 	while ! grep -q "paused until" "/tmp/$1.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
 	grep -q "paused until" "/tmp/$1.out" || fail "walker $1 did not finish writing: $(tail -3 "/tmp/$1.out")"
 }
-result() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "/tmp/$1.out" | tail -1; }
+# Resumes walker <name> (pid <pid>) and checks it read every byte back.
+verified() { # verified <name> <pid>
+	touch "/tmp/go$1"
+	wait "$2"
+	local rc=$?
+	cat "/tmp/$1.out"
+	expect "walker $1: no SIGBUS (exit 0)" "$rc" -eq 0
+	expect "walker $1: every byte verified" "$(sed -n 's/^pagewalker: result=.* mismatches=\([0-9]*\).*/\1/p' "/tmp/$1.out" | tail -1)" -eq 0
+}
 copies() { echo $(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages))); }
-rm -f /tmp/goa /tmp/gob
-walker a --mib 12 --seed 21 --random-passes 1 --pause /tmp/goa
+mstat() { stat "rswap_rdma/mirror_$1"; }
+# Until a repair pass finished with no page left with one copy (180 s).
+repaired() {
+	local i=0
+	while { [ "$(mstat passes)" -lt "$1" ] || [ "$(mstat degraded)" -ne 0 ]; } && [ $i -lt 180 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	note "repair: $(mstat repaired) copies made, $(mstat passes) passes (waited $i s); degraded $(mstat degraded), lost $(mstat lost)"
+	expect "no page left with one copy" "$(mstat degraded)" -eq 0
+	expect "no page lost" "$(mstat lost)" -eq 0
+}
+
+# 1.
+walker a --mib 12 --seed 21 --random-passes 1
 a=$!
 paused a
-walker b --mib 12 --seed 22 --random-passes 1 --pause /tmp/gob
+walker b --mib 12 --seed 22 --random-passes 0
 b=$!
 paused b
 held=$(stat rswap/pages_held)
 note "held $held pages in $(copies) copies: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) on nodes 1-3"
 expect "pages were swapped out" "$held" -gt 2000
 expect "every page has two copies" "$(copies)" -eq $((2 * held))
+expect "node 2 holds copies" "$(rstat 1 pages)" -gt 500
 expect "node 3 holds copies" "$(rstat 2 pages)" -gt 500
-lab_kill 3
-touch /tmp/gob
-wait $b
-rc=$?
-cat /tmp/b.out
-expect "walker b: no SIGBUS (exit 0)" "$rc" -eq 0
-expect "walker b: every byte verified" "$(result b mismatches)" -eq 0
-expect "walker b: no page lost" "$(result b lost)" -eq 0
-expect "loads failed over to the other copy" "$(stat rswap_rdma/mirror_failovers)" -gt 0
-# Repair: node 3's copies are made again on nodes 1 and 2.
-i=0
-while { [ "$(stat rswap_rdma/mirror_passes)" -lt 1 ] || [ "$(stat rswap_rdma/mirror_degraded)" -ne 0 ]; } && [ $i -lt 180 ]; do
-	sleep 1
-	i=$((i + 1))
+# memserver's own count of the pages holding data in our regions (it scans
+# every 3 s), fresh at insmod: only the writes of this phase are in them
+# (no page was written twice yet), so 2x the pages held.
+sleep 7
+used=0
+for n in 1 2 3; do
+	u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
+		sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x $NODE)\",[^}]*} \([0-9]*\)$/\1/p")
+	note "memory node $n: memserver counts ${u:-?} pages of ours holding data"
+	used=$((used + ${u:-0}))
 done
-note "repair: $(stat rswap_rdma/mirror_repaired) copies made in $(stat rswap_rdma/mirror_passes) passes (waited $i s); degraded $(stat rswap_rdma/mirror_degraded), lost $(stat rswap_rdma/mirror_lost)"
+note "memory overhead from memserver's counts: $used pages for $held held = $((used * 1000 / held))/1000"
+expect "memserver holds 2x the pages held (at least 1.99x)" "$((used * 1000 / held))" -ge 1990
+expect "memserver holds 2x the pages held (at most 2.02x)" "$((used * 1000 / held))" -le 2020
+
+# 2.
+blackout 2 10 &
+bo=$!
+sleep 1
+verified b $b
+expect "(2) loads failed over to the other copy" "$(mstat failovers)" -gt 0
+wait $bo
+expect "(2) node 2's copies were declared gone" "$(rstat 1 lost_pages)" -gt 0
+repaired 1
+expect "(2) repair made copies" "$(mstat repaired)" -gt 0
+wait_up 1 40
+expect "(2) node 2 is back" "$(rstat 1 up)" -eq 1
+s2=$(rstat 1 stores)
+walker c --mib 12 --seed 23 --random-passes 1
+c=$!
+paused c
+expect "the returned node 2 takes new pages" "$(rstat 1 stores)" -gt $((s2 + 500))
+
+# 3.
+f=$(mstat failovers)
+passes=$(mstat passes)
+lab_kill 3
+verified c $c
+expect "(3) loads failed over to the other copy" "$(mstat failovers)" -gt "$f"
+repaired $((passes + 1))
 expect "server 3 marked down" "$(rstat 2 up)" -eq 0
-expect "repair made copies" "$(stat rswap_rdma/mirror_repaired)" -gt 0
-expect "no page left with one copy" "$(stat rswap_rdma/mirror_degraded)" -eq 0
-expect "no page lost" "$(stat rswap_rdma/mirror_lost)" -eq 0
 held=$(stat rswap/pages_held)
 note "held $held pages in $(rstat 0 pages) + $(rstat 1 pages) copies on nodes 1 and 2"
 expect "every page has two copies again, on nodes 1 and 2" "$(($(rstat 0 pages) + $(rstat 1 pages)))" -eq $((2 * held))
-touch /tmp/goa
-wait $a
-rc=$?
-cat /tmp/a.out
-expect "walker a: no SIGBUS (exit 0)" "$rc" -eq 0
-expect "walker a: every byte verified" "$(result a mismatches)" -eq 0
-note "stores refused for want of a second server: $(stat rswap_rdma/mirror_refused)"
+# With node 3 gone, a page's two copies are on nodes 1 and 2: repair put
+# one on the returned node 2 for every page that was on nodes 1 and 3.
+expect "the returned node 2 holds a copy of every page" "$(rstat 1 pages)" -eq "$held"
+verified a $a
+note "stores refused for want of a second server: $(mstat refused)"
 swapoff "$SWAPDEV" || fail "swapoff"
 expect "pages_held after swapoff" "$(stat rswap/pages_held)" -eq 0
 expect "no copy left on nodes 1 and 2" "$(($(rstat 0 pages) + $(rstat 1 pages)))" -eq 0

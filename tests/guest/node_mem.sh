@@ -21,7 +21,7 @@ conf=/tmp/memserver.toml
 	echo "max-queues-per-node = 16"
 	echo "max-connects-per-s = 20"
 	echo "status-file = \"/tmp/memserver.status\""
-	echo "metrics = \"127.0.0.1:9471\""
+	echo "metrics = \"$(param rswap.ip):9471\""
 	# The a-b-c chain: node 2 re-exports node 3's memory.
 	[ -n "$(param rswap.upstream)" ] && echo "upstream = \"$(param rswap.upstream)\""
 	allow=$(param rswap.allow | sed 's/\([^,][^,]*\)/"\1"/g; s/,/, /g')

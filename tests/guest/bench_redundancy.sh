@@ -1,0 +1,84 @@
+# Benchmark: redundancy=none against mirror over three memory nodes (issue
+# 11, section 5), on the same workload in one lab boot. For each:
+# - healthy: a walker writes rswap.mib MiB under memory.max=8M and pauses
+#   (swap-out MiB/s: pages swapped out over the write phase's time), then
+#   reads it all back once in order and once at random (swap-in MiB/s,
+#   fault p50/p99 from pagewalker);
+# - memory overhead: copies per page held (rswap_rdma's counts) and
+#   memserver's own pages holding data per page held;
+# - degraded: the same, with the compute node's link-2 RDMA device removed
+#   after the write phase (memory node 2 unreachable): mirror reads the
+#   other copies; none loses node 2's pages (counted, never wrong data);
+# - repair (mirror): from node 2's pages being declared lost until no page
+#   has one copy left, in s per GiB repaired.
+# One RSWAP-BENCH-REDUNDANCY line per run.
+. /tests/lib.sh
+MIB=$(param rswap.mib)
+MIB=${MIB:-24}
+NODE=0x62656e6368
+mkdir -p "$CG"
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+used_by_memserver() {
+	local n u total=0
+	for n in 1 2 3; do
+		u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
+			sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x $NODE)\",[^}]*} \([0-9]*\)$/\1/p")
+		total=$((total + ${u:-0}))
+	done
+	echo "$total"
+}
+for red in none mirror; do
+	for state in healthy degraded; do
+		load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 \
+			loss_timeout_s=3 redundancy=$red node_id=$NODE || fail "insmod ($red)"
+		swap_on || fail "swapon"
+		echo 8M >"$CG/memory.max"
+		rm -f /tmp/go /tmp/walk.out
+		o0=$(vmstat pswpout)
+		t0=$(now)
+		walk 8M --mib "$MIB" --random-passes 1 --seed 9 --lost-ok --pause /tmp/go &
+		wpid=$!
+		i=0
+		while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 900 ]; do sleep 0.2; i=$((i + 1)); done
+		t1=$(now)
+		out=$(($(vmstat pswpout) - o0))
+		held=$(stat rswap/pages_held)
+		copies=$(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages)))
+		sleep 7 # memserver scans every 3 s
+		used=$(used_by_memserver)
+		if [ $state = degraded ]; then
+			timeout 60 rdma link delete rxe_eth1 || fail "rdma link delete"
+		fi
+		r0=$(now)
+		touch /tmp/go
+		wait $wpid || fail "$red $state: pagewalker exit $?"
+		r1=$(now)
+		repair_s=-
+		if [ $state = degraded ] && [ $red = mirror ]; then
+			# Until no page has one copy left (120 s at most), from the
+			# moment node 2's copies were declared gone.
+			i=0
+			while [ "$(rstat 1 lost_pages)" -eq 0 ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+			p0=$(now)
+			i=0
+			while { [ "$(stat rswap_rdma/mirror_passes)" -lt 1 ] || [ "$(stat rswap_rdma/mirror_degraded)" -ne 0 ]; } && [ $i -lt 600 ]; do
+				sleep 0.2
+				i=$((i + 1))
+			done
+			p1=$(now)
+			rep=$(stat rswap_rdma/mirror_repaired)
+			repair_s=$(awk -v a="$p0" -v b="$p1" -v n="$rep" 'BEGIN { if (n > 0) printf "%.0f", (b - a) * 262144 / n; else print "-" }')
+			note "repair: $rep copies in $(secs "$p0" "$p1") s"
+		fi
+		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) repaired=$(stat rswap_rdma/mirror_repaired) $(cat /tmp/walk)"
+		expect "$red $state: no page came back wrong" "$(walkval mismatches)" -eq 0
+		[ $red = mirror ] && expect "$red $state: no page lost" "$(walkval lost)" -eq 0
+		swapoff "$SWAPDEV" 2>/dev/null || note "swapoff ($red $state): status $?"
+		unload_rdma || fail "rmmod ($red $state)"
+		if [ $state = degraded ]; then
+			rdma link add rxe_eth1 type rxe netdev eth1 || fail "rdma link add"
+		fi
+	done
+done
+finish
