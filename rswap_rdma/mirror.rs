@@ -85,7 +85,7 @@ pub(crate) struct Mirror {
 }
 
 /// Is `p` a live copy (its server has not retired its generation)?
-fn live(servers: &[Server], p: Place) -> bool {
+pub(crate) fn live(servers: &[Server], p: Place) -> bool {
     servers.get(p.server).map_or(false, |s| s.gen() == p.gen)
 }
 

@@ -274,7 +274,7 @@ impl Backend for Rdma {
         // then this one is too, so refuse the store (the page goes to the
         // next tier or the swap device) rather than keep it. So too if the
         // second copy's server's were (mirror: two copies or none).
-        let second_gone = second.map_or(false, |c| servers[c.server].gen() != c.gen);
+        let second_gone = second.map_or(false, |c| !mirror::live(servers, c));
         if s.gen() != gen || second_gone {
             if core.placement.remove_if(key.raw(), place) {
                 // Only the second copy's server was retired: the first
