@@ -20,8 +20,8 @@
 //! - **Repair** ([`Mirror::repair`], on the recovery thread): once a
 //!   server's pages are declared lost (its slot generation moves on), a
 //!   pass over every page finds those with one copy left and makes a new
-//!   second copy on another server, at most [`REPAIR_PER_TICK`] pages and
-//!   [`REPAIR_BUDGET_NS`] per period. A page whose two copies are both
+//!   second copy on another server, at most `repair_mib_s` worth of pages
+//!   and [`REPAIR_BUDGET_NS`] per period. A page whose two copies are both
 //!   gone is lost: its loads fail with EIO (SIGBUS for the task), never
 //!   with wrong data.
 //!
@@ -37,20 +37,20 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
-/// Pages repaired per recovery period (100 ms) at most: about 1.25 MiB/s,
-/// so that repair never takes the link from the tasks' faults.
-pub(crate) const REPAIR_PER_TICK: u32 = 32;
 /// Entries looked at per recovery period at most, repaired or not.
 const SCAN_PER_TICK: u32 = 4096;
-/// Time spent repairing per recovery period at most (as tier.rs's moves):
-/// the thread also rebuilds connections and declares losses.
-const REPAIR_BUDGET_NS: u64 = 30_000_000;
+/// Time spent repairing per recovery period at most: half of it, so that
+/// the thread still rebuilds connections and declares losses in time, and
+/// repair never holds the link for long against the tasks' faults.
+const REPAIR_BUDGET_NS: u64 = 50_000_000;
 /// How often a load whose two copies both failed tries them again.
 const RETRY_MS: u32 = 100;
 
 pub(crate) struct Mirror {
     /// Key -> where the page's second copy is.
     copies: Placement,
+    /// Pages repaired per recovery period at most.
+    per_tick: u32,
     /// Loads served by one copy while the other's server was down or its
     /// read failed.
     pub(crate) failovers: AtomicU64,
@@ -94,9 +94,11 @@ fn epoch(servers: &[Server]) -> u64 {
 }
 
 impl Mirror {
-    pub(crate) fn new() -> Result<Mirror> {
+    /// `repair_mib_s`: repair's rate bound (`repair_mib_s=`).
+    pub(crate) fn new(repair_mib_s: u32) -> Result<Mirror> {
         Ok(Mirror {
             copies: Placement::new()?,
+            per_tick: (repair_mib_s * 256 * crate::RECOVERY_PERIOD_MS / 1000).max(1),
             failovers: AtomicU64::new(0),
             repaired: AtomicU64::new(0),
             degraded: AtomicU64::new(0),
@@ -246,7 +248,7 @@ impl Mirror {
         let (mut seen, mut fixed) = (0u32, 0u32);
         let mut key = self.cursor.load(Ordering::Relaxed);
         while seen < SCAN_PER_TICK
-            && fixed < REPAIR_PER_TICK
+            && fixed < self.per_tick
             && rdma::now_ns().wrapping_sub(start) < REPAIR_BUDGET_NS
         {
             let (k, second) = match self.copies.next_from(key) {

@@ -30,6 +30,8 @@ pub(crate) struct Params {
     pub(crate) poll_us: u32,
     /// Copies of each page (`redundancy=`).
     pub(crate) redundancy: Redundancy,
+    /// Repair's rate bound, in MiB/s (`redundancy=mirror`).
+    pub(crate) repair_mib_s: u32,
 }
 
 /// How many servers hold each page (`redundancy=`).
@@ -162,6 +164,11 @@ pub(crate) fn parse() -> Result<Params> {
         );
         return Err(code::EINVAL);
     }
+    let repair_mib_s = params::repair_mib_s();
+    if !(1..=1024).contains(&repair_mib_s) {
+        pr_err!("repair_mib_s={} is outside 1..1024\n", repair_mib_s);
+        return Err(code::EINVAL);
+    }
     let node_id = match params::node_id() {
         0 => rdma::random_u64() | 1,
         n => n,
@@ -178,5 +185,6 @@ pub(crate) fn parse() -> Result<Params> {
         readahead_depth,
         poll_us,
         redundancy,
+        repair_mib_s,
     })
 }

@@ -1323,6 +1323,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_async_loads() -> bool;
         fn rswap_rdma_param_readahead_depth() -> c_uint;
         fn rswap_rdma_param_poll_us() -> c_uint;
+        fn rswap_rdma_param_repair_mib_s() -> c_uint;
     }
 
     fn c_str(p: *const c_char) -> Option<&'static [u8]> {
@@ -1387,6 +1388,11 @@ pub(crate) mod params {
     pub(crate) fn readahead_depth() -> u32 {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_readahead_depth() }
+    }
+
+    pub(crate) fn repair_mib_s() -> u32 {
+        // SAFETY: as above.
+        unsafe { rswap_rdma_param_repair_mib_s() }
     }
 
     pub(crate) fn loss_timeout_s() -> u32 {

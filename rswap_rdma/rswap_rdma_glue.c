@@ -69,6 +69,10 @@ static char *redundancy;
 module_param(redundancy, charp, 0444);
 MODULE_PARM_DESC(redundancy, "none (the default): one copy of each page; mirror: a second copy on another server, so that losing one server loses no page");
 
+static unsigned int repair_mib_s = 8;
+module_param(repair_mib_s, uint, 0444);
+MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror, how fast pages that lost a copy get a new one, at most, in MiB/s (1-1024, default 8); repair also takes at most half of each 100 ms period");
+
 static unsigned int poll_us = 2000;
 module_param(poll_us, uint, 0444);
 MODULE_PARM_DESC(poll_us, "How long a task waiting for its read or write polls the completion queue before it sleeps until the completion event, in us (0-100000, default 2000)");
@@ -130,6 +134,8 @@ unsigned int rswap_rdma_param_readahead_depth(void);
 unsigned int rswap_rdma_param_readahead_depth(void) { return readahead_depth; }
 unsigned int rswap_rdma_param_poll_us(void);
 unsigned int rswap_rdma_param_poll_us(void) { return poll_us; }
+unsigned int rswap_rdma_param_repair_mib_s(void);
+unsigned int rswap_rdma_param_repair_mib_s(void) { return repair_mib_s; }
 unsigned int rswap_rdma_param_loss_timeout_s(void);
 unsigned int rswap_rdma_param_loss_timeout_s(void) { return loss_timeout_s; }
 

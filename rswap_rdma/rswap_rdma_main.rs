@@ -206,7 +206,7 @@ fn tick(core: &Core) {
     }
 }
 
-const RECOVERY_PERIOD_MS: u32 = 100;
+pub(crate) const RECOVERY_PERIOD_MS: u32 = 100;
 
 /// While the node swaps, measures the servers that get no reads (one
 /// probe read each, every half second at most: `ServerStats::wants_probe`),
@@ -406,7 +406,7 @@ impl kernel::Module for RswapRdma {
             return Err(code::EINVAL);
         }
         let mirror = match p.redundancy {
-            params::Redundancy::Mirror => Some(Mirror::new()?),
+            params::Redundancy::Mirror => Some(Mirror::new(p.repair_mib_s)?),
             params::Redundancy::None => None,
         };
         let placement = Placement::new()?;

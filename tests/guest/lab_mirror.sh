@@ -17,6 +17,8 @@ expect_fail "mirror with one server" "redundancy=mirror needs at least two serve
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" redundancy=mirror
 expect_fail "unknown redundancy" "redundancy=raid5: use none" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" redundancy=raid5
+expect_fail "repair rate 0" "repair_mib_s=0 is outside 1..1024" \
+	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" redundancy=mirror repair_mib_s=0
 rmmod rswap || fail "rmmod rswap"
 NODE=0x6d6972726f72
 load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=3 \
@@ -59,15 +61,15 @@ repaired() {
 }
 
 # 1.
-walker a --mib 12 --seed 21 --random-passes 1
+walker a --mib 8 --seed 21 --random-passes 1
 a=$!
 paused a
-walker b --mib 12 --seed 22 --random-passes 0
+walker b --mib 8 --seed 22 --random-passes 0
 b=$!
 paused b
 held=$(stat rswap/pages_held)
 note "held $held pages in $(copies) copies: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) on nodes 1-3"
-expect "pages were swapped out" "$held" -gt 2000
+expect "pages were swapped out" "$held" -gt 1000
 expect "every page has two copies" "$(copies)" -eq $((2 * held))
 expect "node 2 holds copies" "$(rstat 1 pages)" -gt 500
 expect "node 3 holds copies" "$(rstat 2 pages)" -gt 500
@@ -99,7 +101,7 @@ expect "(2) repair made copies" "$(mstat repaired)" -gt 0
 wait_up 1 40
 expect "(2) node 2 is back" "$(rstat 1 up)" -eq 1
 s2=$(rstat 1 stores)
-walker c --mib 12 --seed 23 --random-passes 1
+walker c --mib 8 --seed 23 --random-passes 1
 c=$!
 paused c
 expect "the returned node 2 takes new pages" "$(rstat 1 stores)" -gt $((s2 + 500))

@@ -1,12 +1,12 @@
 # Soak: mixed verified workloads in two cgroups at once against both memory
 # nodes, with a 5 s blackout of link 2 in the middle: sequential and random
 # walkers and huge-page walkers, each run again and again until the time
-# is up (rswap.soak_s on the kernel command line; 120 s by default, 1200 s
+# is up (rswap.soak_s on the kernel command line; 60 s by default, 1200 s
 # from scripts/soak.sh). Every run must verify every byte, nothing may be
 # lost, and the kernel log must stay clean.
 . /tests/lib.sh
 dur=$(param rswap.soak_s)
-[ -n "$dur" ] || dur=120
+[ -n "$dur" ] || dur=60
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=1000 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 for g in soak_a soak_b; do
