@@ -1,0 +1,42 @@
+# The demo's second act (scripts/demo.sh mirror): redundancy=mirror over
+# three memory nodes, and memory node 3 killed in the middle of a run.
+# Every page has a copy on two nodes, so the program reads every byte back
+# and nothing is lost; repair then gives node 3's pages new copies on the
+# two nodes left.
+. /tests/lib.sh
+load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=5 \
+	redundancy=mirror || fail "insmod"
+swap_on || fail "swapon"
+note "pagewalker: 32 MiB working set in a cgroup with memory.max=12M, every page on two memory nodes"
+rm -f /tmp/go
+walk 12M --mib 32 --random-passes 1 --lost-ok --pause /tmp/go &
+wpid=$!
+i=0
+while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 600 ]; do sleep 1; i=$((i + 1)); done
+held=$(stat rswap/pages_held)
+on3=$(rstat 2 pages)
+note "written: $held pages held in $(($(rstat 0 pages) + $(rstat 1 pages) + on3)) copies; memory node 3 holds $on3 of them"
+note "killing memory node 3 as the program reads its pages back"
+touch /tmp/go
+sleep 2
+lab_kill 3
+wait $wpid
+rc=$?
+i=0
+while { [ "$(stat rswap_rdma/mirror_passes)" -lt 1 ] || [ "$(stat rswap_rdma/mirror_degraded)" -ne 0 ]; } && [ $i -lt 600 ]; do
+	sleep 1
+	i=$((i + 1))
+done
+note "repair finished after $i s more"
+rswapctl status | sed 's/^/[demo_mirror] /'
+echo "RSWAP-DEMO-MIRROR exit=$rc held=$held node3_copies=$on3 failovers=$(stat rswap_rdma/mirror_failovers)" \
+	"repaired=$(stat rswap_rdma/mirror_repaired) degraded=$(stat rswap_rdma/mirror_degraded) lost=$(stat rswap_rdma/mirror_lost)" \
+	"walker_lost=$(walkval lost) mismatches=$(walkval mismatches) verified=$(walkval verified)" \
+	"node1_copies=$(rstat 0 pages) node2_copies=$(rstat 1 pages) held_now=$(stat rswap/pages_held)"
+expect "the program ran to the end (no SIGBUS)" "$rc" -eq 0
+expect "every byte verified" "$(walkval mismatches)" -eq 0
+expect "no page lost" "$(walkval lost)" -eq 0
+expect "repair left no page with one copy" "$(stat rswap_rdma/mirror_degraded)" -eq 0
+swapoff "$SWAPDEV" || fail "swapoff"
+unload_rdma || fail "rmmod"
+finish
