@@ -3,8 +3,8 @@
 # and the raw RDMA transport (perftest) between two lab VMs. Appends the
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
-#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch reclaim redundancy
-#   (default: all but policies, tight, mixed, prefetch, reclaim and redundancy, which have their own tables)
+#   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch prefetch_random
+#   reclaim redundancy (default: the first seven; the others have their own tables)
 # The disk mode opens the swap image with cache=none (O_DIRECT): a disk,
 # not the host's page cache.
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +17,7 @@ perf=""
 policies=""
 mixed=""
 prefetch=""
+prefetch_random=""
 perf4k=""
 reclaim=""
 redundancy=""
@@ -24,6 +25,20 @@ timeline=""
 trap 'lab_stop' EXIT
 
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# "- <group>: <median of value>" per group of <lines> (the group: the
+# values of the <keys>), sorted.
+medians() { # medians <lines> <value key> <keys...>
+	local lines=$1 v=$2 k l key
+	shift 2
+	while read -r l; do
+		[ -n "$l" ] || continue
+		key=""
+		for k in "$@"; do key="$key $(val "$k" "$l")"; done
+		echo "${key# }|$(val "$v" "$l")"
+	done <<<"$lines" | sort -t'|' -k1,1 -k2g |
+		awk -F'|' '{a[$1] = a[$1] " " $2; n[$1]++} END {for (k in a) {split(substr(a[k], 2), x, " "); print "- " k ": " x[int((n[k] + 1) / 2)]}}' | sort
+}
 
 # One lab run: memory nodes 1..<nodes>, each "<n>:<rate>[:<delay ms>]"
 # shaped if a rate is given (net.sh, both ends), and the compute node
@@ -48,10 +63,11 @@ lab_bench() { # lab_bench <script> <nodes> [n:rate[:delay] ...]
 }
 
 # Runs guest script <script> with rswap_dram in the single VM, then with
-# rswap_rdma against memory node 1 of the lab (kernel args <lab args>);
-# sets $both to the <tag> lines of both runs ($console is left at the lab's).
-dram_and_rdma() { # dram_and_rdma <script> <tag> <lab args>
-	console=$(rswap_run_guest "$1" 3600)
+# rswap_rdma against memory node 1 of the lab (kernel args <lab args>;
+# the single VM's: <vm args>); sets $both to the <tag> lines of both runs
+# ($console is left at the lab's).
+dram_and_rdma() { # dram_and_rdma <script> <tag> <lab args> [vm args...]
+	console=$(rswap_run_guest "$1" 3600 "${@:4}")
 	grep -a -q "^RSWAP-RESULT $1 PASS" "$console" || die "$1 (dram) failed; see $console"
 	both=$(grep -a "^$2 " "$console")$'\n'
 	BENCH_ARGS=$3 lab_bench "$1" 1
@@ -71,6 +87,13 @@ for mode in "${MODES[@]}"; do
 		dram_and_rdma bench_prefetch RSWAP-BENCH-PREFETCH rswap.mib=32
 		prefetch=$both
 		perf4k=$(grep -a '^RSWAP-PERFTEST4K ' "$console" | tail -1)
+		;;
+	# Random walks only, off against trend, three rounds: what trend
+	# costs where there is no trend, as medians.
+	prefetch_random)
+		r="rswap.modes=off,trend rswap.workloads=random rswap.rounds=3"
+		dram_and_rdma bench_prefetch RSWAP-BENCH-PREFETCH "rswap.mib=32 $r" $r
+		prefetch_random=$both
 		;;
 	# Three memory nodes, unshaped: none against mirror, healthy and with
 	# node 2's link device removed.
@@ -119,7 +142,7 @@ for mode in "${MODES[@]}"; do
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
-	[[ $mode == prefetch || $mode == reclaim || $mode == redundancy ]] && continue
+	[[ $mode == prefetch || $mode == prefetch_random || $mode == reclaim || $mode == redundancy ]] && continue
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -218,9 +241,27 @@ done
 		done <<<"$reclaim"
 		echo
 		echo "Median run s over the rounds:"
+		medians "$reclaim" seconds backend workload mode | sed 's/$/ s/'
+	fi
+	if [ -n "$prefetch_random" ]; then
+		echo
+		echo "What trend prefetching costs where there is no trend (bench.sh prefetch_random): random walks only"
+		echo "(pagewalker --shuffle, two full passes in a random permutation, --seed 7, memory.max=16M; rswap_dram 64 MiB"
+		echo "in the single VM, rswap_rdma 32 MiB against memory node 1), prefetch=off against prefetch=trend, three"
+		echo "rounds, the modes alternating within a round."
+		echo
+		echo "| backend | round | mode | run s | swap-in MiB/s | major faults | read ahead | fault p50 us | fault p99 us | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
 		while read -r l; do
-			[ -n "$l" ] && echo "$(val backend "$l") $(val workload "$l") $(val mode "$l") $(val seconds "$l")"
-		done <<<"$reclaim" | sort -k1,3 -k4n | awk '{k=$1" "$2" "$3; v[k]=v[k]" "$4; n[k]++} END {for (k in v) {split(substr(v[k],2),a," "); print "- " k ": " a[int((n[k]+1)/2)] " s"}}' | sort
+			[ -n "$l" ] || continue
+			echo "| $(val backend "$l") | $(val round "$l") | $(val mode "$l") | $(val seconds "$l") | $(val swapin_mib_s "$l") | $(val majflt "$l") | $(val read_ahead "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val mismatches "$l") |"
+		done <<<"$prefetch_random"
+		echo
+		echo "Median run s over the rounds:"
+		medians "$prefetch_random" seconds backend mode | sed 's/$/ s/'
+		echo
+		echo "Median fault p50 us over the rounds:"
+		medians "$prefetch_random" fault_p50_us backend mode
 	fi
 	if [ -n "$redundancy" ]; then
 		echo

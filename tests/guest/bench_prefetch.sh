@@ -10,10 +10,18 @@
 #   reads the wrong neighbours), random (full passes in a random
 #   permutation), mixed (a Zipf-like random pass between two sequential
 #   ones).
+# rswap.modes= and rswap.workloads= (comma-separated) pick some of them,
+# rswap.rounds= repeats the whole set (the modes alternate within a round).
 . /tests/lib.sh
 P=/sys/module/rswap/parameters/prefetch
 MIB=$(param rswap.mib)
 MIB=${MIB:-64}
+MODES=$(param rswap.modes)
+MODES=${MODES:-sync,async,trend,off}
+WORKLOADS=$(param rswap.workloads)
+WORKLOADS=${WORKLOADS:-sequential,strided,random,mixed}
+ROUNDS=$(param rswap.rounds)
+ROUNDS=${ROUNDS:-1}
 if [ -n "$(param rswap.servers)" ]; then
 	backend=rdma
 	load() { load_rdma servers="$(server 1)" mib_per_server=128 "$@"; }
@@ -36,7 +44,8 @@ if [ $backend = rdma ]; then
 	bw=$(awk '$1 == 4096 && NF >= 5 {print "read_bw_MBps=" $4}' /tmp/bw4k.out)
 	echo "RSWAP-PERFTEST4K $lat $bw"
 fi
-for mode in sync async trend off; do
+for round in $(seq "$ROUNDS"); do
+for mode in ${MODES//,/ }; do
 	if [ $mode = sync ]; then
 		load async_loads=0 || fail "insmod"
 	else
@@ -44,7 +53,7 @@ for mode in sync async trend off; do
 	fi
 	case $mode in trend) echo trend >$P ;; off) echo off >$P ;; *) echo kernel >$P ;; esac
 	swap_on || fail "swapon"
-	for wl in sequential strided random mixed; do
+	for wl in ${WORKLOADS//,/ }; do
 		case $wl in
 		sequential) args="--random-passes 0" ;;
 		strided) args="--random-passes 0 --stride 5" ;;
@@ -55,12 +64,13 @@ for mode in sync async trend off; do
 		a0=$(stat rswap/loads_async) l0=$(stat rswap/loads)
 		walk 16M --mib "$MIB" --seed 7 $args || fail "$mode $wl: pagewalker exit $?"
 		sleep 1
-		echo "RSWAP-BENCH-PREFETCH backend=$backend mode=$mode workload=$wl misses=$(delta rswap/swapin_misses "$m0")" \
+		echo "RSWAP-BENCH-PREFETCH backend=$backend round=$round mode=$mode workload=$wl misses=$(delta rswap/swapin_misses "$m0")" \
 			"prefetch_hits=$(delta rswap/prefetch_hits "$h0") read_ahead=$(delta rswap/loads_readahead "$r0")" \
 			"async=$(delta rswap/loads_async "$a0") rswap_loads=$(delta rswap/loads "$l0") $(cat /tmp/walk)"
 	done
 	expect "$mode: no load error" "$(stat rswap/load_errors)" -eq 0
 	swapoff "$SWAPDEV" || fail "swapoff"
 	unload || fail "rmmod"
+done
 done
 finish
