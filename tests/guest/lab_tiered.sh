@@ -1,7 +1,7 @@
 # The tiered policy, by counters, with every byte verified while pages
 # move. The link to memory node 2 is slowed (4 ms more delay, 1/4 the
 # rate), so node 1 is the fast tier. A Zipf-like walk (--skew 3) over
-# 16 MiB fills node 1's 8 MiB: cold pages are demoted to node 2 in the
+# 24 MiB fills node 1's 16 MiB: cold pages are demoted to node 2 in the
 # background, pages faulted in and swapped out again are stored on node 1
 # (hot), and pages of node 2 loaded twice are promoted. Half way through
 # the policy is switched to capacity and back while pages are moving.
@@ -9,7 +9,7 @@
 . /tests/lib.sh
 P=/sys/module/rswap_rdma/parameters/placement
 /usr/sbin/tc qdisc add dev eth1 root netem delay 4ms rate 10mbit || fail "netem on eth1"
-load_rdma servers="$(server 1),$(server 2)" mib_per_server=8 placement=tiered || fail "insmod rswap_rdma"
+load_rdma servers="$(server 1),$(server 2)" mib_per_server=16 placement=tiered || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 expect "placement is tiered" "$(cat $P)" = tiered
 # The switch, once the walker reads its pages back (pages are moving).
@@ -20,7 +20,7 @@ expect "placement is tiered" "$(cat $P)" = tiered
 	done
 	echo capacity >$P && sleep 5 && echo tiered >$P) &
 sw=$!
-walk 4M --mib 16 --random-passes 2 --skew 3 || fail "pagewalker exit $?"
+walk 6M --mib 24 --random-passes 2 --skew 3 || fail "pagewalker exit $?"
 wait $sw
 expect "data verified while pages moved" "$(walkval mismatches)" -eq 0
 during=$(stat rswap_rdma/loads_during_move) waited=$(stat rswap_rdma/frees_waited)
