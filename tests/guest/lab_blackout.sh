@@ -9,7 +9,7 @@
 # (a)
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=64 timeout_ms=1000 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
-walk_paused 6M --mib 16 --random-passes 0 --seed 11
+walk_paused 4M --mib 12 --random-passes 0 --seed 11
 expect "node 2 holds pages" "$(rstat 1 pages)" -gt 500
 blackout 2 5 &
 sleep 1
@@ -32,7 +32,7 @@ unload_rdma || fail "rmmod"
 # (b)
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=3 || fail "insmod rswap_rdma (b)"
 swap_on || fail "swapon (b)"
-walk_paused 6M --mib 16 --random-passes 0 --seed 12 --lost-ok
+walk_paused 4M --mib 12 --random-passes 0 --seed 12 --lost-ok
 on2=$(rstat 1 pages)
 expect "node 2 holds pages (b)" "$on2" -gt 500
 blackout 2 12 &

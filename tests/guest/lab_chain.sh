@@ -7,11 +7,13 @@
 # b) and keeps no copy of any page: every RDMA read and write goes end
 # to end to c's memory, so a page read through b cannot be stale.
 #
-# Three walks, each with its pages rewritten and verified: to c alone,
-# direct (link 3) and relayed (a host route to 10.77.3.2 through b): the
-# figures compare the two, the cost of the relay; then to b with its
-# upstream, over the same route: both hold pages, all through link 2.
-# Interface counters prove which path the pages took.
+# Two walks, each with its pages rewritten and verified: to c alone,
+# direct (link 3); then, with a host route to 10.77.3.2 through b, to b
+# with its upstream: both hold pages, all through link 2, c's relayed by
+# b. Interface counters prove which path the pages took. (A third walk,
+# to c relayed through b without the upstream, measured what the relay
+# costs: 1.40x the run time, tests/results.md of 2026-12-06; it proved
+# nothing the upstream walk does not, so the suite no longer runs it.)
 . /tests/lib.sh
 tx() { cat "/sys/class/net/$1/statistics/tx_bytes"; }
 run() { # run <tag> <seed> <servers> [insmod args...]
@@ -20,7 +22,7 @@ run() { # run <tag> <seed> <servers> [insmod args...]
 	load_rdma servers="$servers" mib_per_server=32 "$@" || fail "$tag: insmod rswap_rdma"
 	swap_on || fail "$tag: swapon"
 	e1=$(tx eth1) e2=$(tx eth2)
-	walk 6M --mib 12 --random-passes 1 --seed "$seed" || fail "$tag: pagewalker exit $?"
+	walk 5M --mib 10 --random-passes 1 --seed "$seed" || fail "$tag: pagewalker exit $?"
 	E1=$(($(tx eth1) - e1)) E2=$(($(tx eth2) - e2))
 	expect "$tag: data verified (pages rewritten, none stale)" "$(walkval mismatches)" -eq 0
 	errs=$(rstat 0 errors) up=$(rstat 1 errors)
@@ -42,10 +44,6 @@ expect "direct: the pages went over link 3" "$E2" -gt $((E1 + 4000000))
 stop direct
 ip route add 10.77.3.2/32 via 10.77.2.2 || fail "route through node 2"
 note "route: $(ip route get 10.77.3.2 | head -1)"
-run relayed 52 "$(server 3)"
-expect "relayed: node 3 took the pages" "$(rstat 0 stores)" -gt 1000
-expect "relayed: the pages went over link 2, through node 2" "$E1" -gt $((E2 + 4000000))
-stop relayed
 run upstream 53 "$(server 2)" follow_upstream=1
 expect "upstream: node 2 named node 3 as its upstream, and we use it" \
 	"$(dmesg | grep -c 'server 10.77.2.2:7471: using its upstream 10.77.3.2:7471 too')" -ge 1

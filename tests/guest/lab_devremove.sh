@@ -6,7 +6,7 @@
 . /tests/lib.sh
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=5 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
-walk_paused 6M --mib 16 --random-passes 0 --seed 31 --lost-ok
+walk_paused 4M --mib 12 --random-passes 0 --seed 31 --lost-ok
 on2=$(rstat 1 pages)
 expect "node 2 holds pages" "$on2" -gt 500
 t0=$(date +%s)

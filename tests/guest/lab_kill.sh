@@ -7,7 +7,7 @@
 load_rdma servers="$(server 1),$(server 2)" mib_per_server=128 timeout_ms=2000 loss_timeout_s=5 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 rm -f /tmp/go
-walk 6M --mib 16 --random-passes 1 --lost-ok --pause /tmp/go &
+walk 4M --mib 12 --random-passes 1 --lost-ok --pause /tmp/go &
 wpid=$!
 # Wait for the write phase to end (the walker announces its pause).
 i=0
@@ -27,20 +27,20 @@ expect "kernel reported lost pages" "$(dmesg | grep -c 'Frontswap load failed')"
 note "lost $(walkval lost) pages, verified $(walkval verified) reads"
 writes2=$(rstat 1 writes)
 # A fresh run: node 1 and the disk take everything, nothing goes to node 2.
-walk 6M --mib 16 --random-passes 0 --seed 5 || fail "second walker exit $?"
+walk 4M --mib 12 --random-passes 0 --seed 5 || fail "second walker exit $?"
 expect "second run verified" "$(walkval mismatches)" -eq 0
 expect "no store went to dead node 2" "$(rstat 1 writes)" -eq "$writes2"
 # Now node 1 dies during a run.
 out0=$(vmstat pswpout)
 (sleep 8; lab_kill 1) &
-walk 6M --mib 16 --random-passes 1 --seed 6
+walk 4M --mib 12 --random-passes 1 --seed 6
 rc=$?
 note "walker during the kill exited $rc"
 expect "walker: clean exit or SIGBUS, never wrong data" "$(grep -c MISMATCH /tmp/walk.out)" -eq 0
 [ $rc -eq 0 ] || [ $rc -eq 135 ] || fail "walker exit $rc is neither 0 nor SIGBUS"
 wait
 expect "server 1 marked down" "$(rstat 0 up)" -eq 0
-walk 6M --mib 16 --random-passes 0 --seed 7 || fail "walker after both nodes died: exit $?"
+walk 4M --mib 12 --random-passes 0 --seed 7 || fail "walker after both nodes died: exit $?"
 expect "with both nodes dead, data still verifies" "$(walkval mismatches)" -eq 0
 expect "the swap disk took the stores" "$(($(vmstat pswpout) - out0))" -gt 1000
 swapoff "$SWAPDEV" 2>/dev/null

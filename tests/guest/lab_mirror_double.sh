@@ -11,7 +11,7 @@ load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeou
 	redundancy=mirror || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 mstat() { stat "rswap_rdma/mirror_$1"; }
-walk_paused 6M --mib 12 --random-passes 0 --seed 61 --lost-ok
+walk_paused 4M --mib 10 --random-passes 0 --seed 61 --lost-ok
 held=$(stat rswap/pages_held)
 note "held $held pages in $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) copies on nodes 1-3"
 expect "pages were swapped out" "$held" -gt 1000

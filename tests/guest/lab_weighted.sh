@@ -23,7 +23,7 @@ echo weighted >$P || fail "placement=weighted at run time"
 expect "placement is now weighted" "$(cat $P)" = weighted
 A=0 B=0
 window() { # window <name> <seed>: a walk; node 2's share of its stores
-	walk 5M --mib 12 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
+	walk 4M --mib 9 --random-passes 1 --seed "$2" || fail "$1: pagewalker exit $?"
 	expect "$1: data verified" "$(walkval mismatches)" -eq 0
 	local a=$(rstat 0 stores) b=$(rstat 1 stores)
 	local da=$((a - A)) db=$((b - B))

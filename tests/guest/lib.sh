@@ -175,7 +175,7 @@ rcounters() { # rcounters <server>
 node2_serves_again() { # node2_serves_again <seed> <tag> <pages the faulted walker lost>
 	local w2
 	w2=$(rstat 1 writes)
-	walk 6M --mib 12 --random-passes 0 --seed "$1" || fail "walker after node 2 came back: exit $?"
+	walk 5M --mib 10 --random-passes 0 --seed "$1" || fail "walker after node 2 came back: exit $?"
 	expect "data verified after node 2 came back" "$(walkval mismatches)" -eq 0
 	expect "node 2 takes new pages again" "$(rstat 1 writes)" -gt $((w2 + 200))
 	echo "$2: $(rcounters 1) lost_by_walker=$3"

@@ -25,17 +25,17 @@ swapoff "$SWAPDEV" || fail "swapoff"
 expect "pages_held after swapoff" "$(stat rswap/pages_held)" -eq 0
 unload_rswap || fail "rmmod after swapoff"
 
-# A 16 MiB pool: THPs that do not fit go to the disk whole.
-load_rswap capacity_mb=16 || fail "insmod (small pool)"
+# An 8 MiB pool: THPs that do not fit go to the disk whole.
+load_rswap capacity_mb=8 || fail "insmod (small pool)"
 swap_on || fail "swapon"
 thp0=$(vmstat thp_swpout) out0=$(vmstat pswpout) in0=$(vmstat pswpin)
-walk 32M --mib 128 --huge --random-passes 1 || fail "pagewalker exit $?"
+walk 16M --mib 64 --huge --random-passes 1 || fail "pagewalker exit $?"
 expect "data verified (small pool)" "$(walkval mismatches)" -eq 0
 expect "huge subpages refused" "$(stat rswap/store_refused_huge)" -gt 0
 expect "refused THPs written to the disk whole (thp_swpout)" "$(($(vmstat thp_swpout) - thp0))" -gt 0
 expect "the disk was read back" "$(($(vmstat pswpin) - in0))" -gt 0
 expect "no load error" "$(stat rswap/load_errors)" -eq 0
-expect "dram never over capacity" "$(stat rswap_dram/used_pages)" -le 4096
+expect "dram never over capacity" "$(stat rswap_dram/used_pages)" -le 2048
 note "pass 2: stores_huge=$(stat rswap/stores_huge) store_refused_huge=$(stat rswap/store_refused_huge) thp_swpout+$(($(vmstat thp_swpout) - thp0)) pswpout+$(($(vmstat pswpout) - out0)) $(cat /tmp/walk)"
 swapoff "$SWAPDEV" || fail "swapoff"
 unload_rswap || fail "rmmod after swapoff"
