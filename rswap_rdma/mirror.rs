@@ -37,9 +37,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
-/// Entries looked at per recovery period at most, repaired or not.
+/// Entries looked at per recovery period at most, repaired or not (so
+/// `repair_mib_s` stops at 160: 4096 pages per period).
 const SCAN_PER_TICK: u32 = 4096;
-/// Time spent repairing per recovery period at most: half of it, so that
+/// Time spent repairing per recovery period at most (50 ms; the thread
+/// then sleeps the period, 100 ms, before the next), so that
 /// the thread still rebuilds connections and declares losses in time, and
 /// repair never holds the link for long against the tasks' faults.
 const REPAIR_BUDGET_NS: u64 = 50_000_000;

@@ -165,8 +165,8 @@ pub(crate) fn parse() -> Result<Params> {
         return Err(code::EINVAL);
     }
     let repair_mib_s = params::repair_mib_s();
-    if !(1..=1024).contains(&repair_mib_s) {
-        pr_err!("repair_mib_s={} is outside 1..1024\n", repair_mib_s);
+    if !(1..=160).contains(&repair_mib_s) {
+        pr_err!("repair_mib_s={} is outside 1..160\n", repair_mib_s);
         return Err(code::EINVAL);
     }
     let node_id = match params::node_id() {

@@ -71,7 +71,7 @@ MODULE_PARM_DESC(redundancy, "none (the default): one copy of each page; mirror:
 
 static unsigned int repair_mib_s = 8;
 module_param(repair_mib_s, uint, 0444);
-MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror, how fast pages that lost a copy get a new one, at most, in MiB/s (1-1024, default 8); repair also takes at most half of each 100 ms period");
+MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror, how fast pages that lost a copy get a new one, at most, in MiB/s (1-160, default 8); repair also takes at most 50 ms of each 100 ms recovery period");
 
 static unsigned int poll_us = 2000;
 module_param(poll_us, uint, 0444);

@@ -31,10 +31,9 @@ if [ "${1:-}" = mirror ]; then
 	val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
 	echo
 	echo "rswap demo on Linux $(rswap_kernel_version) (patched): 1 compute node, 3 memory nodes, redundancy=mirror, memory node 3 killed mid-run"
-	echo "  pages held: $(val held), each on two memory nodes; node 3 held $(val node3_copies) copies when it was killed"
+	echo "  pages held: $(val held), each on two memory nodes; node 3 held $(val node3_copies) copies when it was killed ($(val node3_declared_lost) declared gone)"
 	echo "  loads served by the other copy (failovers): $(val failovers)"
-	echo "  repair: $(val repaired) new copies made; pages with one copy left: $(val degraded); pages lost: $(val lost)"
-	echo "  now: node 1 holds $(val node1_copies) copies, node 2 $(val node2_copies), for $(val held_now) pages"
+	echo "  repair while the program ran: $(val repaired) new copies made on nodes 1 and 2; pages with one copy left at the end: $(val degraded); with none: $(val lost)"
 	if [ "$(val exit)" = 0 ] && [ "$(val mismatches)" = 0 ] && [ "$(val walker_lost)" = 0 ] &&
 		grep -q '^RSWAP-RESULT demo_mirror PASS' "$console"; then
 		echo "  integrity: OK, 0 pages lost ($(val verified) page reads verified byte for byte, the program never saw an error)"

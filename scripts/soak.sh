@@ -2,8 +2,8 @@
 # The full soak: tests/guest/lab_soak.sh for SOAK_S seconds (default 1200)
 # in the lab, on the debug kernel the tests use. Mixed verified workloads in
 # two cgroups with a link blackout in the middle; prints and records its
-# figures (in $RSWAP_WORK/soak-results.txt). CI runs a 3-minute version as
-# part of scripts/test.sh.
+# figures (in $RSWAP_WORK/soak-results.txt). The default suite does not
+# run it (CI time); `scripts/test.sh lab_soak` runs a 60 s version.
 RSWAP_FLAVOUR=${RSWAP_FLAVOUR:-debug}
 source "$(dirname "$0")/lib.sh"
 SOAK_S=${SOAK_S:-1200}

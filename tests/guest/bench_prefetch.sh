@@ -45,7 +45,7 @@ if [ $backend = rdma ]; then
 	echo "RSWAP-PERFTEST4K $lat $bw"
 fi
 for round in $(seq "$ROUNDS"); do
-for mode in ${MODES//,/ }; do
+for mode in $(echo "$MODES" | tr , " "); do
 	if [ $mode = sync ]; then
 		load async_loads=0 || fail "insmod"
 	else
@@ -53,7 +53,7 @@ for mode in ${MODES//,/ }; do
 	fi
 	case $mode in trend) echo trend >$P ;; off) echo off >$P ;; *) echo kernel >$P ;; esac
 	swap_on || fail "swapon"
-	for wl in ${WORKLOADS//,/ }; do
+	for wl in $(echo "$WORKLOADS" | tr , " "); do
 		case $wl in
 		sequential) args="--random-passes 0" ;;
 		strided) args="--random-passes 0 --stride 5" ;;

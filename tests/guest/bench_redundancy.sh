@@ -71,7 +71,11 @@ for red in none mirror; do
 			p1=$(ts 'repair pass done: .* 0 still with one copy' | tail -1)
 			rep=$(stat rswap_rdma/mirror_repaired)
 			repair_s=$(awk -v a="$p0" -v b="$p1" -v n="$rep" 'BEGIN { if (n > 0 && a != "" && b != "") printf "%.0f", (b - a) * 262144 / n; else print "-" }')
-			note "repair: $rep copies in $(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.1f", b - a }') s (kernel log: $p0 to $p1)"
+			if [ -n "$p0" ] && [ -n "$p1" ]; then
+				note "repair: $rep copies in $(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.1f", b - a }') s (kernel log: $p0 to $p1)"
+			else
+				note "repair: $rep copies; no finished repair pass in the kernel log to time it by"
+			fi
 		fi
 		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) repaired=$(stat rswap_rdma/mirror_repaired) $(cat /tmp/walk)"
 		expect "$red $state: no page came back wrong" "$(walkval mismatches)" -eq 0

@@ -17,7 +17,7 @@ expect_fail "mirror with one server" "redundancy=mirror needs at least two serve
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1)" redundancy=mirror
 expect_fail "unknown redundancy" "redundancy=raid5: use none" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" redundancy=raid5
-expect_fail "repair rate 0" "repair_mib_s=0 is outside 1..1024" \
+expect_fail "repair rate 0" "repair_mib_s=0 is outside 1..160" \
 	insmod /modules/rswap_rdma.ko secret="$SECRET" servers="$(server 1),$(server 2)" redundancy=mirror repair_mib_s=0
 rmmod rswap || fail "rmmod rswap"
 NODE=0x6d6972726f72

@@ -2,10 +2,11 @@
 # links of memory nodes 2 and 3 go dark together, past loss_timeout_s, so
 # both nodes' copies are declared gone before repair could re-protect
 # them. Only the pages whose two copies were on nodes 2 and 3 are truly
-# lost: their loads fail (SIGBUS, counted by the walker), never with
-# wrong data, and the walker loses no more than the pages rswap_rdma
-# counts as lost. Every other page is read from its copy on node 1 and repaired
-# onto the returned nodes.
+# lost: their loads fail with EIO (a task touching one gets SIGBUS; the
+# walker reads with --lost-ok and counts them), never with wrong data,
+# and the walker loses no more than the pages rswap_rdma counts as lost.
+# Every other page is read from its copy on node 1 and repaired onto the
+# returned nodes.
 . /tests/lib.sh
 load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 loss_timeout_s=3 \
 	redundancy=mirror || fail "insmod rswap_rdma"
@@ -20,9 +21,19 @@ blackout 2 10 &
 b2=$!
 blackout 3 10 &
 b3=$!
+# The paused walker sends nothing: a second one, in a cgroup of its own,
+# swaps during the blackout so the dark nodes are noticed (its stores
+# find them gone; with one server left they are refused and go to the
+# swap disk, so it loses nothing).
+mkdir -p /sys/fs/cgroup/ping && echo 2M >/sys/fs/cgroup/ping/memory.max
+sh -c "echo \$\$ >/sys/fs/cgroup/ping/cgroup.procs && exec /bin/pagewalker --mib 6 --random-passes 0 --seed 62" >/tmp/ping.out 2>&1
+expect "the walker during the blackout: exit 0" "$?" -eq 0
+expect "the walker during the blackout: every byte verified" "$(sed -n 's/^pagewalker: result=.* mismatches=\([0-9]*\).*/\1/p' /tmp/ping.out | tail -1)" -eq 0
 wait $b2 $b3
 i=0
 while { [ "$(rstat 1 up)" != 1 ] || [ "$(rstat 2 up)" != 1 ]; } && [ $i -lt 40 ]; do sleep 1; i=$((i + 1)); done
+expect "node 2 had an outage" "$(rstat 1 outages)" -ge 1
+expect "node 3 had an outage" "$(rstat 2 outages)" -ge 1
 expect "node 2's copies were declared gone" "$(rstat 1 lost_pages)" -gt 0
 expect "node 3's copies were declared gone" "$(rstat 2 lost_pages)" -gt 0
 # While only node 1 was up, no page could get a second copy; repair runs

@@ -40,7 +40,7 @@ expect "flood: all 1,000 attempts answered" "$(grep -o 'flood: [0-9]* attempts' 
 expect "flood: rate-limited (Busy)" "$(($(flood 1 Busy) + $(flood 2 Busy)))" -gt 0
 expect "data verified" "$(walkval mismatches)" -eq 0
 stores=$(stat rswap/stores)
-expect "rswap stores" "$stores" -ge 4096
+expect "rswap stores" "$stores" -ge 3072
 expect "all of them over RDMA" "$(stat rswap/rdma/stores)" -eq "$stores"
 expect "RDMA writes to the server" "$(rstat 0 writes)" -ge "$stores"
 expect "RDMA reads from the server" "$(rstat 0 reads)" -ge 3000
