@@ -22,9 +22,17 @@ b2=$!
 blackout 3 10 &
 b3=$!
 # The paused walker sends nothing: a second one, in a cgroup of its own,
-# swaps during the blackout so the dark nodes are noticed (its stores
-# find them gone; with one server left they are refused and go to the
-# swap disk, so it loses nothing).
+# swaps during the blackout so the dark nodes are noticed. It starts once
+# both links are dark (else a page of it could get both copies on nodes
+# 2 and 3 first, and be lost with them): its stores then find a node
+# gone, are refused and go to the swap disk, so it loses nothing.
+dark() { for d in eth1 eth2; do /usr/sbin/tc qdisc show dev $d; done | grep -c 'loss 100%'; }
+i=0
+while [ "$(dark)" -lt 2 ] && [ $i -lt 50 ]; do
+	usleep 100000
+	i=$((i + 1))
+done
+expect "both links dark" "$(dark)" -eq 2
 mkdir -p /sys/fs/cgroup/ping && echo 2M >/sys/fs/cgroup/ping/memory.max
 sh -c "echo \$\$ >/sys/fs/cgroup/ping/cgroup.procs && exec /bin/pagewalker --mib 6 --random-passes 0 --seed 62" >/tmp/ping.out 2>&1
 expect "the walker during the blackout: exit 0" "$?" -eq 0
