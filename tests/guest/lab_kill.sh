@@ -13,6 +13,8 @@ wpid=$!
 i=0
 while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
 on2=$(rstat 1 pages)
+# (Once, in a slow run, node 2 had taken 18 pages here: the counters say why.)
+note "at the pause: node 1: $(rcounters 0) free $(rstat 0 free_pages) stores $(rstat 0 stores); node 2: $(rcounters 1) free $(rstat 1 free_pages) stores $(rstat 1 stores)"
 expect "node 2 holds pages before it dies" "$on2" -gt 500
 lab_kill 2
 touch /tmp/go
