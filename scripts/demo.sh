@@ -19,6 +19,8 @@ case "${1:-}" in
 esac
 rswap_prepare
 trap 'lab_stop' EXIT
+# A key's value in the guest's summary line, $line.
+val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
 if [ "${1:-}" = mirror ]; then
 	log "lab: starting 3 memory nodes"
 	for n in 1 2 3; do lab_mem_start "$n" 160 "rswap.allow=10.77.$n.1"; done
@@ -28,7 +30,6 @@ if [ "${1:-}" = mirror ]; then
 	lab_stop
 	line=$(grep -a '^RSWAP-DEMO-MIRROR ' "$console" | tail -1) || die "demo did not finish; console: $console"
 	grep -a -E '^\[demo_mirror\]|^pagewalker: phase' "$console" | sed 's/^/  /'
-	val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
 	echo
 	echo "rswap demo on Linux $(rswap_kernel_version) (patched): 1 compute node, 3 memory nodes, redundancy=mirror, memory node 3 killed mid-run"
 	echo "  pages held: $(val held), each on two memory nodes; node 3 held $(val node3_copies) copies when it was killed ($(val node3_declared_lost) declared gone)"
@@ -52,7 +53,6 @@ console=$(lab_compute 2 demo 1800 $shape)
 lab_stop
 line=$(grep -a '^RSWAP-DEMO ' "$console" | tail -1) || die "demo did not finish; console: $console"
 grep -a -E '^\[demo\]|^pagewalker: phase' "$console" | sed 's/^/  /'
-val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
 used() { grep -a -o 'pages_used=[0-9]*' "$RSWAP_WORK/lab-mem$1.log" | cut -d= -f2 | sort -n | tail -1; }
 echo
 echo "rswap demo on Linux $(rswap_kernel_version) (patched): 1 compute node, 2 memory nodes of different speed, RDMA (Soft-RoCE), placement=tiered"

@@ -8,11 +8,7 @@ load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeou
 	redundancy=mirror || fail "insmod"
 swap_on || fail "swapon"
 note "pagewalker: 32 MiB working set in a cgroup with memory.max=12M, every page on two memory nodes"
-rm -f /tmp/go
-walk 12M --mib 32 --random-passes 1 --lost-ok --pause /tmp/go &
-wpid=$!
-i=0
-while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 600 ]; do sleep 1; i=$((i + 1)); done
+walk_paused 12M --mib 32 --random-passes 1 --lost-ok
 held=$(stat rswap/pages_held)
 on3=$(rstat 2 pages)
 note "written: $held pages held in $(($(rstat 0 pages) + $(rstat 1 pages) + on3)) copies; memory node 3 holds $on3 of them"

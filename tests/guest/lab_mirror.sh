@@ -44,7 +44,7 @@ verified() { # verified <name> <pid>
 	local rc=$?
 	cat "/tmp/$1.out"
 	expect "walker $1: no SIGBUS (exit 0)" "$rc" -eq 0
-	expect "walker $1: every byte verified" "$(sed -n 's/^pagewalker: result=.* mismatches=\([0-9]*\).*/\1/p' "/tmp/$1.out" | tail -1)" -eq 0
+	expect "walker $1: every byte verified" "$(resultval "/tmp/$1.out" mismatches)" -eq 0
 }
 copies() { echo $(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages))); }
 mstat() { stat "rswap_rdma/mirror_$1"; }

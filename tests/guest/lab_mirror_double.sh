@@ -36,7 +36,7 @@ expect "both links dark" "$(dark)" -eq 2
 mkdir -p /sys/fs/cgroup/ping && echo 2M >/sys/fs/cgroup/ping/memory.max
 sh -c "echo \$\$ >/sys/fs/cgroup/ping/cgroup.procs && exec /bin/pagewalker --mib 6 --random-passes 0 --seed 62" >/tmp/ping.out 2>&1
 expect "the walker during the blackout: exit 0" "$?" -eq 0
-expect "the walker during the blackout: every byte verified" "$(sed -n 's/^pagewalker: result=.* mismatches=\([0-9]*\).*/\1/p' /tmp/ping.out | tail -1)" -eq 0
+expect "the walker during the blackout: every byte verified" "$(resultval /tmp/ping.out mismatches)" -eq 0
 wait $b2 $b3
 i=0
 while { [ "$(rstat 1 up)" != 1 ] || [ "$(rstat 2 up)" != 1 ]; } && [ $i -lt 40 ]; do sleep 1; i=$((i + 1)); done

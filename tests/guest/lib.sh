@@ -66,6 +66,10 @@ walk() { # walk <memory.max> <pagewalker args...>
 
 # Value of key=value in pagewalker's summary.
 walkval() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" /tmp/walk; }
+# The same from the last summary in a walker's own output file.
+resultval() { # resultval <file> <key>
+	grep '^pagewalker: result=' "$1" | tail -1 | sed -n "s/.* $2=\([^ ]*\).*/\1/p"
+}
 
 # Each test reads the kernel log from an empty buffer: counting lines
 # breaks once the ring buffer wraps (a chatty test can fill it), and then
