@@ -33,6 +33,7 @@ use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef};
 use crate::placement::{self, Place, Placement, Policy};
 use crate::rdma;
 use crate::server::{InFlight, Server};
+use crate::stats::Count;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -153,14 +154,16 @@ impl Mirror {
         let (slot, gen, inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
         // Counted before it is recorded: an invalidation may free it as
-        // soon as it is, and must find it counted.
-        s.stats.pages.fetch_add(1, Ordering::Relaxed);
+        // soon as it is, and must find it counted. Not if the server's
+        // pages were retired since the write: the copy is lost already.
+        if !s.count_page(gen, true) {
+            return Err(code::ECONNRESET);
+        }
         if let Err(e) = record(place) {
-            s.stats.pages.fetch_sub(1, Ordering::Relaxed);
-            s.put_slot(slot, gen);
+            s.free_page(slot, gen);
             return Err(e);
         }
-        s.stats.stores.fetch_add(1, Ordering::Relaxed);
+        s.stats.count(Count::Stores, 1);
         Ok((place, inflight))
     }
 
@@ -396,9 +399,7 @@ pub(crate) fn publish(dir: &DebugfsDir, m: &Mirror) {
 /// its generation was retired, when it was counted lost).
 pub(crate) fn free(servers: &[Server], p: Place) {
     if let Some(s) = servers.get(p.server) {
-        if s.put_slot(p.slot, p.gen) {
-            s.stats.pages.fetch_sub(1, Ordering::Relaxed);
-        }
+        s.free_page(p.slot, p.gen);
     }
 }
 

@@ -360,17 +360,27 @@ impl Slots {
         })
     }
 
-    /// Gives back `slot` of generation `gen`; false if the generation has
-    /// moved on (every slot was freed then), or if the slot is already
-    /// free (a bug, logged: the map refuses to hand a slot out twice).
-    /// Never allocates.
-    pub(crate) fn put(&self, slot: u32, gen: u32, free: &AtomicU64) -> bool {
+    /// Gives back `slot` of generation `gen`, and counts its page out of
+    /// `pages` (the server's gauge) if given, in the same step; false if
+    /// the generation has moved on (every slot was freed then, and the
+    /// pages counted lost), or if the slot is already free (a bug, logged:
+    /// the map refuses to hand a slot out twice). Never allocates.
+    pub(crate) fn put(
+        &self,
+        slot: u32,
+        gen: u32,
+        free: &AtomicU64,
+        pages: Option<&AtomicU64>,
+    ) -> bool {
         let (ok, double) = self.0.with(|f| {
             if f.gen != gen {
                 return (false, false);
             }
             let ok = f.free.put(slot);
             free.store(f.free.free() as u64, Ordering::Relaxed);
+            if let (true, Some(p)) = (ok, pages) {
+                p.fetch_sub(1, Ordering::Relaxed);
+            }
             (ok, !ok)
         });
         if double {
@@ -384,6 +394,24 @@ impl Slots {
 
     pub(crate) fn gen(&self) -> u32 {
         self.0.with(|f| f.gen)
+    }
+
+    /// Counts a page of generation `gen` into `pages` (the server's
+    /// gauge), or out of it if `!add`; false, counting nothing, if that
+    /// generation was retired (its pages were counted lost then). Under
+    /// the lock that [`Slots::reset`] takes the count under, so the two
+    /// cannot interleave and leave the gauge off.
+    pub(crate) fn count(&self, gen: u32, pages: &AtomicU64, add: bool) -> bool {
+        self.0.with(|f| {
+            if f.gen != gen {
+                return false;
+            }
+            match add {
+                true => pages.fetch_add(1, Ordering::Relaxed),
+                false => pages.fetch_sub(1, Ordering::Relaxed),
+            };
+            true
+        })
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -448,15 +476,18 @@ impl Slots {
 
     /// Ends the retirement of `from` with the first `n` slots free (at
     /// most as many as at creation) in a new generation: every page of
-    /// older ones is lost.
-    pub(crate) fn reset(&self, from: u32, n: u32, free: &AtomicU64) {
+    /// older ones is lost. Returns how many: `pages`, which it zeroes.
+    pub(crate) fn reset(&self, from: u32, n: u32, free: &AtomicU64, pages: &AtomicU64) -> u64 {
         self.0.with(|f| {
+            let mut lost = 0;
             if f.gen == from && f.retiring {
                 f.gen = (f.gen + 1) & GEN_MASK;
                 f.free.reset(n);
                 f.retiring = false;
+                lost = pages.swap(0, Ordering::Relaxed);
             }
             free.store(f.free.free() as u64, Ordering::Relaxed);
+            lost
         })
     }
 }

@@ -77,6 +77,7 @@ use mirror::Mirror;
 use placement::{Place, Placement, Policy};
 use rdma::{AheadWq, Worker};
 use server::Server;
+use stats::Count;
 use tier::Tiers;
 
 module! {
@@ -274,8 +275,10 @@ impl Backend for Rdma {
         // then this one is too, so refuse the store (the page goes to the
         // next tier or the swap device) rather than keep it. So too if the
         // second copy's server's were (mirror: two copies or none).
+        // Counted only if its generation is current, in one step with
+        // that check (a retirement counts the pages it loses).
         let second_gone = second.map_or(false, |c| !mirror::live(servers, c));
-        if s.gen() != gen || second_gone {
+        if second_gone || !s.count_page(gen, true) {
             if core.placement.remove_if(key.raw(), place) {
                 // Only the second copy's server was retired: the first
                 // copy's slot is current and goes back (else a no-op).
@@ -286,10 +289,9 @@ impl Backend for Rdma {
             // which holds (and counts) it.
             return Ok(());
         }
-        s.stats.pages.fetch_add(1, Ordering::Relaxed);
-        s.stats.stores.fetch_add(1, Ordering::Relaxed);
+        s.stats.count(Count::Stores, 1);
         if hot {
-            s.stats.stores_hot.fetch_add(1, Ordering::Relaxed);
+            s.stats.count(Count::StoresHot, 1);
         }
         Ok(())
     }

@@ -41,7 +41,7 @@ use crate::queue::{Class, Queue, Queues, QUEUE_DEPTH};
 use crate::rdma::{
     self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, BATCH_MAX, PRIVATE_MAX,
 };
-use crate::stats::ServerStats;
+use crate::stats::{Count, ServerStats};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -366,7 +366,7 @@ impl Server {
         let session = first.ok_or(code::EINVAL)?;
         let region = session.region;
         let slots = Slots::new(region.slots())?;
-        let stats = try_box(ServerStats::default())?;
+        let stats = try_box(ServerStats::new()?)?;
         stats.up.store(1, Ordering::Relaxed);
         stats
             .free_pages
@@ -458,7 +458,23 @@ impl Server {
     /// Gives back `slot` of generation `gen`; false if that generation was
     /// retired (its slots were all freed then).
     pub(crate) fn put_slot(&self, slot: u32, gen: u32) -> bool {
-        self.slots.put(slot, gen, &self.stats.free_pages)
+        self.slots.put(slot, gen, &self.stats.free_pages, None)
+    }
+
+    /// Frees the slot of a page counted in `pages` ([`Server::count_page`])
+    /// and counts it out, both only if generation `gen` is current (a
+    /// retired one's pages were counted lost).
+    pub(crate) fn free_page(&self, slot: u32, gen: u32) {
+        self.slots
+            .put(slot, gen, &self.stats.free_pages, Some(&self.stats.pages));
+    }
+
+    /// Counts a page stored in generation `gen` into `pages`, or (`!add`)
+    /// out of it without freeing its slot (a page moved away, whose slot
+    /// goes back later); false if the generation was retired, when the
+    /// page is lost and nothing is counted.
+    pub(crate) fn count_page(&self, gen: u32, add: bool) -> bool {
+        self.slots.count(gen, &self.stats.pages, add)
     }
 
     /// Stores `page` in a free slot with an RDMA WRITE on this CPU's write
@@ -511,10 +527,8 @@ impl Server {
         let current = || self.slots.state() == (gen, Health::Up);
         match q.transfer(page, Op::Write, remote, rkey, self.timeout, current) {
             Ok(()) => {
-                self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .write_lat
-                    .record(rdma::now_ns().saturating_sub(t0));
+                self.stats.count(Count::Writes, 1);
+                self.stats.write_took(rdma::now_ns().saturating_sub(t0));
             }
             Err(Failure::Stale) => return Err(code::ECONNRESET),
             Err(f @ (Failure::Disconnected | Failure::TornDown)) => {
@@ -558,11 +572,9 @@ impl Server {
                     if self.slots.gen() != gen {
                         return Err(code::EIO);
                     }
-                    self.stats.reads.fetch_add(1, Ordering::Relaxed);
-                    self.stats.timed_reads.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .read_lat
-                        .record(rdma::now_ns().saturating_sub(t0));
+                    self.stats.count(Count::Reads, 1);
+                    self.stats.count(Count::TimedReads, 1);
+                    self.stats.read_took(rdma::now_ns().saturating_sub(t0));
                     if retried {
                         self.stats.loads_recovered.fetch_add(1, Ordering::Relaxed);
                     }
@@ -624,11 +636,9 @@ impl Server {
             // A new generation may mean a new region: what we read is
             // then not our pages.
             Some(Ok(())) if self.slots.gen() == gen => {
-                self.stats.reads.fetch_add(n as u64, Ordering::Relaxed);
-                self.stats
-                    .reads_ahead
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                self.stats.read_batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(Count::Reads, n as u64);
+                self.stats.count(Count::ReadsAhead, n as u64);
+                self.stats.count(Count::ReadBatches, 1);
                 Ok(())
             }
             Some(Ok(())) | None => Err(code::EAGAIN),
@@ -654,10 +664,8 @@ impl Server {
         let (tried, t0) = self.read_remote(page, remote, rkey);
         match tried {
             Some(Ok(())) => {
-                self.stats.probes.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .read_lat
-                    .record(rdma::now_ns().saturating_sub(t0));
+                self.stats.count(Count::Probes, 1);
+                self.stats.read_took(rdma::now_ns().saturating_sub(t0));
             }
             Some(Err(f)) => self.trouble(f),
             None => {}
@@ -756,8 +764,9 @@ impl Server {
         let n = slots
             .unwrap_or_else(|| self.session.with(|s| s.region.slots()))
             .min(self.capacity);
-        self.slots.reset(from, n, &self.stats.free_pages);
-        let lost = self.stats.pages.swap(0, Ordering::Relaxed);
+        let lost = self
+            .slots
+            .reset(from, n, &self.stats.free_pages, &self.stats.pages);
         self.stats.lost_pages.fetch_add(lost, Ordering::Relaxed);
         if self.mirrored {
             pr_err!(

@@ -1,46 +1,88 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Per-server counters and their debugfs directory,
 //! `rswap_rdma/server<i>-<ip>-<port>/`.
+//!
+//! The pure statistics (request counts and the latency histograms) are
+//! per-CPU ([`Count`], [`ServerStats::counts`]): a store or a load adds to
+//! its own CPU's copy, and only debugfs and the 100 ms tick sum them. What
+//! placement and recovery read on the hot path (pages held, the latency
+//! and occupancy averages, requests queued) stays in shared atomics
+//! ([`Gauges`]).
 
-use crate::ffi::DebugfsDir;
+use crate::ffi::{DebugfsDir, PerCpu};
 use crate::rdma::Endpoint;
 use core::fmt::Write;
+use core::ops::Deref;
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::prelude::*;
 
-/// Latency histogram in power-of-two microsecond buckets, with p50/p99
-/// refreshed every 64 samples for debugfs, and a moving average that
-/// placement reads.
-#[derive(Default)]
+/// The per-CPU counters of a server, by index into [`ServerStats::counts`].
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    /// Pages read (faulting loads and reads ahead).
+    Reads,
+    /// Of `Reads`: reads of faulting pages, which sample the read latency
+    /// (not reads ahead, whose batches do not): whether the latency
+    /// figure is fresh.
+    TimedReads,
+    /// Of `Reads`: pages read ahead in batches on a readahead queue, and
+    /// the batches.
+    ReadsAhead,
+    ReadBatches,
+    Writes,
+    /// Stores the placement policy sent here, and of them the hot pages
+    /// (tiered policy, tier.rs).
+    Stores,
+    StoresHot,
+    /// Probe reads of an idle server (not loads; see
+    /// [`ServerStats::wants_probe`]).
+    Probes,
+}
+
+const COUNTS: usize = Count::Probes as usize + 1;
+/// Latency histogram buckets: power-of-two microseconds.
+const BUCKETS: usize = 24;
+/// Where each histogram's buckets start in the per-CPU block.
+const READ_HIST: usize = COUNTS;
+const WRITE_HIST: usize = COUNTS + BUCKETS;
+const PER_CPU: usize = COUNTS + 2 * BUCKETS;
+
+/// A latency: a moving average that placement reads, and p50/p99 for
+/// debugfs, refreshed every tick from a per-CPU histogram in power-of-two
+/// microsecond buckets (in [`ServerStats::counts`], from `hist` on).
 pub(crate) struct Latency {
-    buckets: [AtomicU64; 24],
-    samples: AtomicU64,
+    hist: usize,
     p50_us: AtomicU64,
     p99_us: AtomicU64,
     /// Exponentially weighted moving average, in ns: each sample weighs
     /// 1/8, so 16 samples see 88% of a step change (with a few hundred
     /// requests a second, well under a second). 0 before the first sample.
     ewma_ns: AtomicU64,
-    /// The same in us, for debugfs.
+    /// The same in us, for debugfs (refreshed every tick).
     ewma_us: AtomicU64,
 }
 
 impl Latency {
-    pub(crate) fn record(&self, ns: u64) {
-        let avg = match self.ewma_ns.load(Ordering::Relaxed) {
-            0 => {
-                self.ewma_ns.store(ns.max(1), Ordering::Relaxed);
-                ns.max(1)
-            }
-            _ => fold(&self.ewma_ns, ns, 8),
-        };
-        self.ewma_us.store(avg / 1000, Ordering::Relaxed);
-        let us = ns / 1000;
-        let b = (64 - us.leading_zeros() as usize).min(self.buckets.len() - 1);
-        self.buckets[b].fetch_add(1, Ordering::Relaxed);
-        if self.samples.fetch_add(1, Ordering::Relaxed) % 64 == 63 {
-            self.p50_us.store(self.percentile(50), Ordering::Relaxed);
-            self.p99_us.store(self.percentile(99), Ordering::Relaxed);
+    fn new(hist: usize) -> Self {
+        Latency {
+            hist,
+            p50_us: AtomicU64::new(0),
+            p99_us: AtomicU64::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_us: AtomicU64::new(0),
         }
+    }
+
+    fn record(&self, counts: &PerCpu<PER_CPU>, ns: u64) {
+        match self.ewma_ns.load(Ordering::Relaxed) {
+            0 => self.ewma_ns.store(ns.max(1), Ordering::Relaxed),
+            _ => {
+                fold(&self.ewma_ns, ns, 8);
+            }
+        }
+        let us = ns / 1000;
+        let b = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
+        counts.inc(self.hist + b);
     }
 
     /// Drops the moving average: the next sample starts it afresh. For a
@@ -56,34 +98,49 @@ impl Latency {
         Some(self.ewma_ns.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
-    /// Upper bound (us) of the bucket holding the p-th percentile.
-    fn percentile(&self, p: u64) -> u64 {
-        let counts: [u64; 24] = core::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
-        let total: u64 = counts.iter().sum();
-        let want = (total * p + 99) / 100;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want && total > 0 {
-                return 1 << i;
-            }
-        }
-        0
+    /// Refreshes the debugfs figures: p50, p99 and the average in us.
+    fn refresh(&self, counts: &PerCpu<PER_CPU>) {
+        let c: [u64; BUCKETS] = core::array::from_fn(|i| counts.sum(self.hist + i));
+        self.p50_us.store(percentile(&c, 50), Ordering::Relaxed);
+        self.p99_us.store(percentile(&c, 99), Ordering::Relaxed);
+        self.ewma_us.store(
+            self.ewma_ns.load(Ordering::Relaxed) / 1000,
+            Ordering::Relaxed,
+        );
     }
+}
+
+/// Upper bound (us) of the bucket of histogram `counts` holding the p-th
+/// percentile; 0 without samples.
+fn percentile(counts: &[u64], p: u64) -> u64 {
+    let total: u64 = counts.iter().sum();
+    let want = (total * p + 99) / 100;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= want && total > 0 {
+            return 1 << i;
+        }
+    }
+    0
 }
 
 /// A server's counters. Kept in a Box by the server so their addresses,
 /// which debugfs holds, do not change when the server moves.
-#[derive(Default)]
 pub(crate) struct ServerStats {
+    gauges: Gauges,
+    /// [`Count`]s and the two latency histograms, per CPU.
+    counts: PerCpu<PER_CPU>,
+    pub(crate) read_lat: Latency,
+    pub(crate) write_lat: Latency,
+}
+
+/// A server's shared figures, read through [`ServerStats`] (`Deref`).
+#[derive(Default)]
+pub(crate) struct Gauges {
     pub(crate) pages: AtomicU64,
-    pub(crate) reads: AtomicU64,
-    /// Of `reads`: pages read ahead in batches on a readahead queue, the
-    /// batches, and the pages of failed batches loaded again one by one.
-    pub(crate) reads_ahead: AtomicU64,
-    pub(crate) read_batches: AtomicU64,
+    /// Pages of failed read-ahead batches loaded again one by one.
     pub(crate) readahead_retried: AtomicU64,
-    pub(crate) writes: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) up: AtomicU64,
     pub(crate) free_pages: AtomicU64,
@@ -102,8 +159,6 @@ pub(crate) struct ServerStats {
     /// Slots set aside after a failed write (a packet of it may still be
     /// on the wire) until the generation is retired.
     pub(crate) quarantined: AtomicU64,
-    pub(crate) read_lat: Latency,
-    pub(crate) write_lat: Latency,
     /// Requests waiting for or on one of its queues now, and its moving
     /// average as seen by each arriving request, x100.
     pub(crate) queued: AtomicU64,
@@ -116,33 +171,63 @@ pub(crate) struct ServerStats {
     /// Reads and writes at the last tick, and for how many ticks each has
     /// not moved: an average without fresh samples is not trusted.
     last_reads: AtomicU64,
-    /// Reads of faulting pages, which sample `read_lat` (not reads ahead,
-    /// whose batches do not): whether the latency figure is fresh.
-    pub(crate) timed_reads: AtomicU64,
     last_timed_reads: AtomicU64,
     last_writes: AtomicU64,
     read_idle_ticks: AtomicU64,
     write_idle_ticks: AtomicU64,
-    /// Stores the placement policy sent here.
-    pub(crate) stores: AtomicU64,
     /// The weighted policy's share of new pages for this server, in parts
     /// per million (placement.rs), and the same in permille for debugfs.
     pub(crate) share_ppm: AtomicU64,
     pub(crate) share_permille: AtomicU64,
-    /// Tiered policy (tier.rs): stores of hot pages placed here, pages
-    /// promoted here, pages demoted from here, and bytes copied here by
-    /// either.
-    pub(crate) stores_hot: AtomicU64,
+    /// Tiered policy (tier.rs): pages promoted here, pages demoted from
+    /// here, and bytes copied here by either.
     pub(crate) promotions: AtomicU64,
     pub(crate) demotions: AtomicU64,
     pub(crate) moved_bytes: AtomicU64,
     /// Pages moved away from here (their reads are not loads).
     pub(crate) moved_out: AtomicU64,
-    /// Probe reads of an idle server (not loads; see [`ServerStats::wants_probe`]),
-    /// at the last tick, and ticks since one.
-    pub(crate) probes: AtomicU64,
+    /// Probe reads at the last tick, and ticks since one.
     last_probes: AtomicU64,
     probe_idle_ticks: AtomicU64,
+}
+
+impl ServerStats {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(ServerStats {
+            gauges: Gauges::default(),
+            counts: PerCpu::new()?,
+            read_lat: Latency::new(READ_HIST),
+            write_lat: Latency::new(WRITE_HIST),
+        })
+    }
+
+    /// Adds `n` to counter `c` (this CPU's copy).
+    pub(crate) fn count(&self, c: Count, n: u64) {
+        self.counts.add(c as usize, n);
+    }
+
+    /// Counter `c`, summed over the CPUs.
+    pub(crate) fn total(&self, c: Count) -> u64 {
+        self.counts.sum(c as usize)
+    }
+
+    /// A read's (or probe's) latency, `ns`.
+    pub(crate) fn read_took(&self, ns: u64) {
+        self.read_lat.record(&self.counts, ns);
+    }
+
+    /// A write's latency, `ns`.
+    pub(crate) fn write_took(&self, ns: u64) {
+        self.write_lat.record(&self.counts, ns);
+    }
+}
+
+impl Deref for ServerStats {
+    type Target = Gauges;
+
+    fn deref(&self) -> &Gauges {
+        &self.gauges
+    }
 }
 
 /// Folds `sample` into the moving average in `avg` with weight 1/`k`;
@@ -216,34 +301,36 @@ impl ServerStats {
 
     /// Called every recovery period: folds the pages moved since the last
     /// call into the bandwidth average (weight 1/8 per call, so about a
-    /// second at 100 ms).
+    /// second at 100 ms), and refreshes the latency figures of debugfs.
     pub(crate) fn tick(&self, now_ns: u64, page_size: u64) {
+        self.read_lat.refresh(&self.counts);
+        self.write_lat.refresh(&self.counts);
         let mut pages = 0;
         // Every page read counts for the bandwidth; only the timed reads
         // say whether the read latency is fresh (read_idle_ticks).
-        let reads = self.reads.load(Ordering::Relaxed);
+        let reads = self.total(Count::Reads);
         pages += reads.saturating_sub(self.last_reads.swap(reads, Ordering::Relaxed));
         for (count, last, idle, traffic) in [
             (
-                &self.timed_reads,
+                Count::TimedReads,
                 &self.last_timed_reads,
                 &self.read_idle_ticks,
                 false,
             ),
             (
-                &self.writes,
+                Count::Writes,
                 &self.last_writes,
                 &self.write_idle_ticks,
                 true,
             ),
             (
-                &self.probes,
+                Count::Probes,
                 &self.last_probes,
                 &self.probe_idle_ticks,
                 false,
             ),
         ] {
-            let n = count.load(Ordering::Relaxed);
+            let n = self.total(count);
             let before = last.swap(n, Ordering::Relaxed);
             if before == n {
                 idle.fetch_add(1, Ordering::Relaxed);
@@ -303,11 +390,7 @@ pub(crate) fn publish(
     let dir = DebugfsDir::new(&n.buf[..n.len + 1], Some(root));
     for (name, c) in [
         (&b"pages\0"[..], &st.pages),
-        (b"reads\0", &st.reads),
-        (b"reads_ahead\0", &st.reads_ahead),
-        (b"read_batches\0", &st.read_batches),
         (b"readahead_retried\0", &st.readahead_retried),
-        (b"writes\0", &st.writes),
         (b"errors\0", &st.errors),
         (b"up\0", &st.up),
         (b"free_pages\0", &st.free_pages),
@@ -327,16 +410,24 @@ pub(crate) fn publish(
         (b"queued\0", &st.queued),
         (b"occupancy_x100\0", &st.occupancy_x100),
         (b"bw_kib_s\0", &st.bw_kib_s),
-        (b"stores\0", &st.stores),
         (b"share_permille\0", &st.share_permille),
-        (b"stores_hot\0", &st.stores_hot),
         (b"promotions\0", &st.promotions),
         (b"demotions\0", &st.demotions),
         (b"moved_bytes\0", &st.moved_bytes),
         (b"moved_out\0", &st.moved_out),
-        (b"probes\0", &st.probes),
     ] {
         dir.add_u64(name, c);
+    }
+    for (name, c) in [
+        (&b"reads\0"[..], Count::Reads),
+        (b"reads_ahead\0", Count::ReadsAhead),
+        (b"read_batches\0", Count::ReadBatches),
+        (b"writes\0", Count::Writes),
+        (b"stores\0", Count::Stores),
+        (b"stores_hot\0", Count::StoresHot),
+        (b"probes\0", Count::Probes),
+    ] {
+        dir.add_percpu(name, &st.counts, c as usize);
     }
     Some(dir)
 }

@@ -411,16 +411,13 @@ impl Tiers {
         }
         // dst's pages were retired anyway (a retirement that gave up
         // waiting for us): the copy is lost, the original is not.
-        if dst.gen() != gen && map.revert_move(key, to_place, from) {
+        if !dst.count_page(gen, true) && map.revert_move(key, to_place, from) {
             return false;
         }
         let n = self.pending_len.load(Ordering::Relaxed);
         self.pending[n].store(from.pack(), Ordering::Relaxed);
         self.pending_len.store(n + 1, Ordering::Relaxed);
-        dst.stats.pages.fetch_add(1, Ordering::Relaxed);
-        if src.gen() == from.gen {
-            src.stats.pages.fetch_sub(1, Ordering::Relaxed);
-        }
+        src.count_page(from.gen, false);
         dst.stats
             .moved_bytes
             .fetch_add(PAGE_SIZE as u64, Ordering::Relaxed);

@@ -184,5 +184,15 @@ node2_serves_again() { # node2_serves_again <seed> <tag> <pages the faulted walk
 	expect "node 2 takes new pages again" "$(rstat 1 writes)" -gt $((w2 + 200))
 	echo "$2: $(rcounters 1) lost_by_walker=$3"
 	swapoff "$SWAPDEV" || fail "swapoff"
+	pages_counted_out 0 1
 	unload_rdma || fail "rmmod"
+}
+# After swapoff: every page was counted out of its server's gauge once,
+# freed or lost with a retired generation, never both (a gauge left at -1
+# or 1 means a free raced a retirement).
+pages_counted_out() { # pages_counted_out <server>...
+	local i
+	for i in "$@"; do
+		expect "node $((i + 1)) counts no page after swapoff" "$(rstat "$i" pages)" -eq 0
+	done
 }
