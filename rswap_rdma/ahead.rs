@@ -36,6 +36,7 @@ use crate::backend::{LoadStack, PendingLoad, SwapKey};
 use crate::ffi::SpinLock;
 use crate::placement::{Place, Policy};
 use crate::rdma::BATCH_MAX;
+use crate::server::Server;
 use crate::Core;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::error::code;
@@ -143,7 +144,14 @@ fn load(core: &Core, items: &mut [Waiting]) {
             }
         }
     }
-    for (si, server) in core.servers.iter().enumerate() {
+    // Erasure-coded pages are read chunk by chunk (ec.rs), not in
+    // batches of whole pages: each is loaded alone below.
+    let servers: &[Server] = if core.ec.is_some() {
+        &[]
+    } else {
+        &core.servers
+    };
+    for (si, server) in servers.iter().enumerate() {
         let gen = server.gen();
         let mut batch = [0usize; BATCH_MAX];
         let mut k = 0;

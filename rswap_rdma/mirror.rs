@@ -21,7 +21,7 @@
 //!   server's pages are declared lost (its slot generation moves on), a
 //!   pass over every page finds those with one copy left and makes a new
 //!   second copy on another server, at most `repair_mib_s` worth of pages
-//!   and [`REPAIR_BUDGET_NS`] per period. A page whose two copies are both
+//!   and a time budget per period (repair.rs). A page whose two copies are both
 //!   gone is lost: its loads fail with EIO (SIGBUS for the task), never
 //!   with wrong data.
 //!
@@ -32,59 +32,27 @@
 use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef};
 use crate::placement::{self, Place, Placement, Policy};
 use crate::rdma;
+use crate::repair::{Pass, Step};
 use crate::server::{InFlight, Server};
 use crate::stats::Count;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
 
-/// Entries looked at per recovery period at most, repaired or not (so
-/// `repair_mib_s` stops at 160: 4096 pages per period).
-const SCAN_PER_TICK: u32 = 4096;
-/// Time spent repairing per recovery period at most (50 ms; the thread
-/// then sleeps the period, 100 ms, before the next), so that
-/// the thread still rebuilds connections and declares losses in time, and
-/// repair never holds the link for long against the tasks' faults.
-const REPAIR_BUDGET_NS: u64 = 50_000_000;
 /// How often a load whose two copies both failed tries them again.
 const RETRY_MS: u32 = 100;
 
 pub(crate) struct Mirror {
     /// Key -> where the page's second copy is.
     copies: Placement,
-    /// Pages repaired per recovery period at most.
-    per_tick: u32,
     /// Loads served by one copy while the other's server was down or its
     /// read failed.
     pub(crate) failovers: AtomicU64,
-    /// Second copies made again after a server's pages were lost.
-    pub(crate) repaired: AtomicU64,
-    /// Pages with one copy left. When a server's pages are retired, its
-    /// lost copies are added; each repair takes one off; the end of a pass
-    /// sets it to what the pass found and could not repair (no other
-    /// server up, or none with room).
-    pub(crate) degraded: AtomicU64,
-    /// Pages with no copy left (lost), as of the last finished pass.
-    pub(crate) lost: AtomicU64,
     /// Stores refused because no second server could take the copy.
     pub(crate) refused: AtomicU64,
-    /// Repair passes finished.
-    pub(crate) passes: AtomicU64,
-    /// The recovery thread's repair state: the sum of the servers' slot
-    /// generations when the last pass began (a retirement changes it;
-    /// `started` once the first period set it), the servers' lost copies
-    /// then,
-    /// whether a pass is under way or another is due, its next key, and
-    /// what it found.
-    epoch: AtomicU64,
-    started: AtomicBool,
-    lost_seen: AtomicU64,
-    scanning: AtomicBool,
-    again: AtomicBool,
-    cursor: AtomicU64,
-    pass_degraded: AtomicU64,
-    pass_lost: AtomicU64,
-    pass_repaired: AtomicU64,
+    /// Repair: second copies made again, pages with one copy left, with
+    /// none (repair.rs).
+    pub(crate) pass: Pass,
 }
 
 /// Is `p` a live copy (its server has not retired its generation)?
@@ -92,31 +60,14 @@ pub(crate) fn live(servers: &[Server], p: Place) -> bool {
     servers.get(p.server).map_or(false, |s| s.gen() == p.gen)
 }
 
-fn epoch(servers: &[Server]) -> u64 {
-    servers.iter().map(|s| s.gen() as u64).sum()
-}
-
 impl Mirror {
     /// `repair_mib_s`: repair's rate bound (`repair_mib_s=`).
     pub(crate) fn new(repair_mib_s: u32) -> Result<Mirror> {
         Ok(Mirror {
             copies: Placement::new()?,
-            per_tick: (repair_mib_s * 256 * crate::RECOVERY_PERIOD_MS / 1000).max(1),
             failovers: AtomicU64::new(0),
-            repaired: AtomicU64::new(0),
-            degraded: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            passes: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-            started: AtomicBool::new(false),
-            lost_seen: AtomicU64::new(0),
-            scanning: AtomicBool::new(false),
-            again: AtomicBool::new(false),
-            cursor: AtomicU64::new(0),
-            pass_degraded: AtomicU64::new(0),
-            pass_lost: AtomicU64::new(0),
-            pass_repaired: AtomicU64::new(0),
+            pass: Pass::new(repair_mib_s),
         })
     }
 
@@ -150,7 +101,7 @@ impl Mirror {
         page: &PageRef,
         record: impl FnOnce(Place) -> Result,
     ) -> Result<(Place, InFlight<'a>)> {
-        let (server, s) = placement::pick(servers, Policy::now(), Some(not)).ok_or(code::ENOSPC)?;
+        let (server, s) = placement::pick(servers, Policy::now(), 1 << not).ok_or(code::ENOSPC)?;
         let (slot, gen, inflight) = s.store(page)?;
         let place = Place { server, slot, gen };
         // Counted before it is recorded: an invalidation may free it as
@@ -237,60 +188,33 @@ impl Mirror {
     /// with one copy left a new second copy; `first` is the map of first
     /// copies.
     pub(crate) fn repair(&self, servers: &[Server], first: &Placement) {
-        let now = epoch(servers);
-        if !self.scanning.load(Ordering::Relaxed) {
-            // Before the first period, the servers as they were at load:
-            // nothing to repair.
-            let changed = self.epoch.swap(now, Ordering::Relaxed) != now;
-            let due = self.started.swap(true, Ordering::Relaxed) && changed;
-            if !due && !self.again.swap(false, Ordering::Relaxed) {
-                return;
-            }
-            self.begin_pass(servers);
-        }
-        let start = rdma::now_ns();
         let mut bounce: Option<OwnedPage> = None;
-        let (mut seen, mut fixed) = (0u32, 0u32);
-        let mut key = self.cursor.load(Ordering::Relaxed);
-        while seen < SCAN_PER_TICK
-            && fixed < self.per_tick
-            && rdma::now_ns().wrapping_sub(start) < REPAIR_BUDGET_NS
-        {
-            let (k, second) = match self.copies.next_from(key) {
-                Some(e) => e,
-                None => {
-                    self.end_pass();
-                    return;
-                }
-            };
-            key = k.wrapping_add(1);
-            seen += 1;
+        let visit = |k: u64, second: Place, io: &mut bool| {
             let p = match first.get(k) {
                 Some(p) => p,
                 // Being invalidated, or stored: the first copy is recorded
                 // after the second, and the store holds off the second's
                 // retirement until it has checked both (`Rdma::store`), so
                 // a retirement after that begins a pass that sees it.
-                None => continue,
+                None => return Step::Whole,
             };
             let (a, b) = (live(servers, p), live(servers, second));
             if a && b {
-                continue;
+                return Step::Whole;
             }
             if !a && !b {
-                self.pass_lost.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return Step::Lost;
             }
             if bounce.is_none() {
                 // Without a page (memory is short) the pass waits.
                 match OwnedPage::alloc(ffi::GFP_SWAPOUT) {
                     Ok(b) => bounce = Some(b),
-                    Err(_) => break,
+                    Err(_) => return Step::Stop,
                 }
             }
             let buf = match bounce.as_mut() {
                 Some(b) => b.borrow_mut(),
-                None => break,
+                None => return Step::Stop,
             };
             let (from, stale, map) = if a {
                 (p, second, &self.copies)
@@ -298,64 +222,24 @@ impl Mirror {
                 (second, p, first)
             };
             // No server to take a copy: nothing to try (and no I/O).
-            if placement::pick(servers, Policy::now(), Some(from.server)).is_none() {
-                self.pass_degraded.fetch_add(1, Ordering::Relaxed);
-                continue;
+            if placement::pick(servers, Policy::now(), 1 << from.server).is_none() {
+                return Step::Degraded;
             }
-            fixed += 1;
-            if self.rebuild(servers, k, from, stale, map, &buf).is_ok() {
-                self.repaired.fetch_add(1, Ordering::Relaxed);
-                self.pass_repaired.fetch_add(1, Ordering::Relaxed);
-                let _ = self
-                    .degraded
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
-            } else {
-                self.pass_degraded.fetch_add(1, Ordering::Relaxed);
+            *io = true;
+            match self.rebuild(servers, k, from, stale, map, &buf) {
+                Ok(()) => Step::Repaired,
+                Err(_) => Step::Degraded,
             }
-        }
-        self.cursor.store(key, Ordering::Relaxed);
-    }
-
-    /// Starts a pass; the copies lost since the last one are counted
-    /// degraded until the pass repairs them (or finds them gone).
-    fn begin_pass(&self, servers: &[Server]) {
-        let lost: u64 = servers
-            .iter()
-            .map(|s| s.stats.lost_pages.load(Ordering::Relaxed))
-            .sum();
-        let new = lost.saturating_sub(self.lost_seen.swap(lost, Ordering::Relaxed));
-        self.degraded.fetch_add(new, Ordering::Relaxed);
-        self.scanning.store(true, Ordering::Relaxed);
-        self.cursor.store(0, Ordering::Relaxed);
-        self.pass_degraded.store(0, Ordering::Relaxed);
-        self.pass_lost.store(0, Ordering::Relaxed);
-        self.pass_repaired.store(0, Ordering::Relaxed);
-    }
-
-    /// A pass reached the last page: publishes what it found. Pages it
-    /// could not repair (no other server up, or full) are tried again by
-    /// the next pass, begun at the next period, or by the next retirement.
-    fn end_pass(&self) {
-        let degraded = self.pass_degraded.load(Ordering::Relaxed);
-        let lost = self.pass_lost.load(Ordering::Relaxed);
-        let repaired = self.pass_repaired.load(Ordering::Relaxed);
-        self.degraded.store(degraded, Ordering::Relaxed);
-        self.lost.store(lost, Ordering::Relaxed);
-        self.passes.fetch_add(1, Ordering::Relaxed);
-        self.scanning.store(false, Ordering::Relaxed);
-        if degraded != 0 || repaired != 0 || lost != 0 {
-            pr_info!(
-                "mirror: repair pass done: {} pages given a second copy, {} still with one copy, {} with none (lost)\n",
-                repaired,
-                degraded,
-                lost
-            );
-        }
-        // Another pass at the next period while pages wait for a server
-        // with room; a clean pass waits for the next retirement.
-        if degraded != 0 {
-            self.again.store(true, Ordering::Relaxed);
-        }
+        };
+        self.pass
+            .run(servers, &self.copies, visit, |repaired, degraded, lost| {
+                pr_info!(
+                    "mirror: repair pass done: {} pages given a second copy, {} still with one copy, {} with none (lost)\n",
+                    repaired,
+                    degraded,
+                    lost
+                );
+            });
     }
 
     /// Gives `key`, whose copy at `from` is live and whose copy at
@@ -388,11 +272,16 @@ impl Mirror {
 /// The counters, as files `mirror_*` in `dir` (dropped before `m`).
 pub(crate) fn publish(dir: &DebugfsDir, m: &Mirror) {
     dir.add_u64(b"mirror_failovers\0", &m.failovers);
-    dir.add_u64(b"mirror_repaired\0", &m.repaired);
-    dir.add_u64(b"mirror_degraded\0", &m.degraded);
-    dir.add_u64(b"mirror_lost\0", &m.lost);
     dir.add_u64(b"mirror_refused\0", &m.refused);
-    dir.add_u64(b"mirror_passes\0", &m.passes);
+    m.pass.publish(
+        dir,
+        [
+            b"mirror_repaired\0",
+            b"mirror_degraded\0",
+            b"mirror_lost\0",
+            b"mirror_passes\0",
+        ],
+    );
 }
 
 /// Frees the slot of copy `p`, counted out of its server's pages (unless

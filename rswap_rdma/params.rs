@@ -3,6 +3,7 @@
 //! rswap_rdma_glue.c (`module_param` is a C macro) and read raw through
 //! `rdma::params`.
 
+use crate::ffi::PAGE_SIZE;
 use crate::proto::{parse_secret, SECRET_LEN};
 use crate::rdma::{self, params, Endpoint, BATCH_MAX};
 use kernel::error::code;
@@ -41,6 +42,25 @@ pub(crate) enum Redundancy {
     None,
     /// Two copies on two servers (mirror.rs).
     Mirror,
+    /// `ec:K+1`: K data chunks and one parity chunk on K+1 servers (ec.rs).
+    Ec(u32),
+}
+
+impl Redundancy {
+    /// Bytes per server slot: a page, or with `ec:K+1` a chunk.
+    pub(crate) fn unit(self) -> u32 {
+        match self {
+            Redundancy::Ec(k) => PAGE_SIZE as u32 / k,
+            _ => PAGE_SIZE as u32,
+        }
+    }
+}
+
+/// `ec:K+R` as (K, R).
+fn parse_ec(s: &[u8]) -> Option<(u32, u32)> {
+    let rest = s.strip_prefix(b"ec:")?;
+    let plus = rest.iter().position(|&c| c == b'+')?;
+    Some((parse_u32(&rest[..plus])?, parse_u32(&rest[plus + 1..])?))
 }
 
 fn parse_u32(s: &[u8]) -> Option<u32> {
@@ -149,14 +169,43 @@ pub(crate) fn parse() -> Result<Params> {
     let redundancy = match params::redundancy() {
         None | Some(b"none") => Redundancy::None,
         Some(b"mirror") => Redundancy::Mirror,
+        Some(s) if s.starts_with(b"ec:") => match parse_ec(s) {
+            Some((k, 1)) if [2, 4].contains(&k) => Redundancy::Ec(k),
+            Some((k, r)) if r > 1 && [2, 4].contains(&k) => {
+                pr_err!(
+                    "redundancy={}: more than one parity chunk needs RAID-6 syndromes (lib/raid6, CONFIG_RAID6_PQ), which this kernel does not build; use ec:{}+1\n",
+                    Show(s),
+                    k
+                );
+                return Err(code::EINVAL);
+            }
+            _ => {
+                pr_err!(
+                    "redundancy={}: use ec:K+1 with K data chunks per page, K = 2 or 4 (for two whole copies, mirror)\n",
+                    Show(s)
+                );
+                return Err(code::EINVAL);
+            }
+        },
         Some(other) => {
             pr_err!(
-                "redundancy={}: use none (one copy) or mirror (two copies on two servers)\n",
+                "redundancy={}: use none (one copy), mirror (two copies on two servers) or ec:K+1 (K chunks and a parity chunk on K+1 servers)\n",
                 Show(other)
             );
             return Err(code::EINVAL);
         }
     };
+    if let Redundancy::Ec(k) = redundancy {
+        if servers.len() < k as usize + 1 && !params::follow_upstream() {
+            pr_err!(
+                "redundancy=ec:{}+1 needs at least {} servers in servers= (it has {})\n",
+                k,
+                k + 1,
+                servers.len()
+            );
+            return Err(code::EINVAL);
+        }
+    }
     if redundancy == Redundancy::Mirror && servers.len() < 2 && !params::follow_upstream() {
         pr_err!(
             "redundancy=mirror needs at least two servers in servers= (it has {})\n",

@@ -68,16 +68,13 @@ impl Policy {
 }
 
 /// A usable server with room for a new page, by `policy`, other than
-/// server `not` (the one holding the page's other copy, mirror.rs). None
-/// when every such server is full or down: the store is refused and the
-/// page goes to the swap device.
-pub(crate) fn pick(
-    servers: &[Server],
-    policy: Policy,
-    not: Option<usize>,
-) -> Option<(usize, &Server)> {
-    let free = |i, s: &Server| {
-        if Some(i) == not {
+/// the servers in the bit mask `not` (bit i: server i), which hold the
+/// page's other copy or chunks (mirror.rs, ec.rs). None when every such
+/// server is full or down: the store is refused and the page goes to the
+/// swap device.
+pub(crate) fn pick(servers: &[Server], policy: Policy, not: u32) -> Option<(usize, &Server)> {
+    let free = |i: usize, s: &Server| {
+        if not & (1 << i) != 0 {
             0
         } else {
             s.free_pages()
@@ -236,27 +233,34 @@ pub(crate) enum RegionError {
 }
 
 /// A server's region as granted, bounds-checked: every slot's address is
-/// computed without overflow and lies inside `[addr, addr + size)`.
+/// computed without overflow and lies inside `[addr, addr + size)`. A slot
+/// is a page, or with erasure coding a chunk of one (`unit` bytes, ec.rs).
 #[derive(Clone, Copy)]
 pub(crate) struct Region {
     pub(crate) rkey: u32,
     addr: u64,
     end: u64,
     slots: u32,
+    unit: u32,
 }
 
 impl Region {
     /// Checks the region `(addr, size)` announced by a server and keeps at
-    /// most `want` bytes of it (what we asked for): `addr + size` must not
+    /// most `want` bytes of it (what we asked for), in slots of `unit`
+    /// bytes (a power of two, at most a page): `addr + size` must not
     /// overflow, and the last slot must end inside the region.
     pub(crate) fn new(
         rkey: u32,
         addr: u64,
         size: u64,
         want: u64,
+        unit: u32,
     ) -> core::result::Result<Region, RegionError> {
         let end = addr.checked_add(size).ok_or(RegionError::Wraps)?;
-        let page = PAGE_SIZE as u64;
+        let page = unit as u64;
+        if page == 0 || page > PAGE_SIZE as u64 {
+            return Err(RegionError::TooSmall);
+        }
         let slots = (size.min(want) / page).min(u32::MAX as u64) as u32;
         if slots == 0 {
             return Err(RegionError::TooSmall);
@@ -269,6 +273,7 @@ impl Region {
                 addr,
                 end,
                 slots,
+                unit,
             }),
             _ => Err(RegionError::Wraps),
         }
@@ -280,7 +285,7 @@ impl Region {
 
     /// Bytes of the region we use.
     pub(crate) fn bytes(&self) -> u64 {
-        self.slots as u64 * PAGE_SIZE as u64
+        self.slots as u64 * self.unit as u64
     }
 
     /// The remote address of `slot`, None if it is not a slot of ours.
@@ -288,8 +293,8 @@ impl Region {
         if slot >= self.slots {
             return None;
         }
-        let a = self.addr.checked_add(slot as u64 * PAGE_SIZE as u64)?;
-        let end = a.checked_add(PAGE_SIZE as u64)?;
+        let a = self.addr.checked_add(slot as u64 * self.unit as u64)?;
+        let end = a.checked_add(self.unit as u64)?;
         (end <= self.end).then(|| a)
     }
 }

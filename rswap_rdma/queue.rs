@@ -49,7 +49,7 @@
 //!   and every byte verifies.
 
 use crate::ffi::PageRef;
-use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, BATCH_MAX};
+use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, Span, BATCH_MAX};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -123,7 +123,8 @@ impl Queue {
         self.broken.load(Ordering::Acquire)
     }
 
-    /// One page transfer, waiting for the queue and then for completion.
+    /// One page transfer (of its bytes `span`), waiting for the queue and
+    /// then for completion.
     /// `current` is asked under the queue's lock, just before posting:
     /// false refuses the request (`Failure::Stale`) with nothing posted.
     /// When this returns the device is done with the page (see
@@ -132,6 +133,7 @@ impl Queue {
     pub(crate) fn transfer(
         &self,
         page: &PageRef,
+        span: Span,
         op: Op,
         remote: u64,
         rkey: u32,
@@ -143,7 +145,7 @@ impl Queue {
             if !current() {
                 return Err(Failure::Stale);
             }
-            c.transfer(page, op, remote, rkey, timeout)?;
+            c.transfer(page, span, op, remote, rkey, timeout)?;
             // A write is kept only if, after its successful completion, the
             // connection is still there: the server may have gone while
             // the page was on the wire (re-checked by the server, too).
@@ -170,7 +172,7 @@ impl Queue {
     ) -> core::result::Result<(), Failure> {
         let r = self.conn.with(|c| {
             let c = c.as_mut().ok_or(Failure::TornDown)?;
-            c.transfer_batch::<BATCH_MAX>(pages, Op::Read, remotes, rkey, timeout)
+            c.transfer_batch::<BATCH_MAX>(pages, Span::PAGE, Op::Read, remotes, rkey, timeout)
         });
         if r.is_err() {
             self.broken.store(true, Ordering::Release);

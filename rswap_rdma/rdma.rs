@@ -22,7 +22,7 @@
 
 use crate::ffi::{try_box, PageRef, PAGE_SIZE};
 use core::cell::UnsafeCell;
-use core::ffi::{c_int, c_void};
+use core::ffi::{c_int, c_uint, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use kernel::bindings;
@@ -475,6 +475,40 @@ pub(crate) enum ConnectError {
     Setup(&'static str, Error),
 }
 
+/// The bytes of a page a transfer moves: all of it, or one chunk of an
+/// erasure-coded page (ec.rs), `len` bytes from `offset`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+}
+
+impl Span {
+    pub(crate) const PAGE: Span = Span {
+        offset: 0,
+        len: PAGE_SIZE as u32,
+    };
+
+    /// Non-empty and inside the page.
+    fn fits(self) -> bool {
+        self.len > 0 && self.offset as usize + self.len as usize <= PAGE_SIZE
+    }
+}
+
+/// XORs `src` into `dst` (the same length), with the kernel's own
+/// `crypto_xor` (lib/crypto/utils.c, word at a time): erasure coding's
+/// parity (ec.rs).
+pub(crate) fn xor_into(dst: &mut [u8], src: &[u8]) {
+    assert!(dst.len() == src.len() && dst.len() <= u32::MAX as usize);
+    // SAFETY: both slices are valid for `len` bytes, and do not overlap
+    // (one is borrowed mutably).
+    unsafe { rswap_rdma_xor(dst.as_mut_ptr(), src.as_ptr(), dst.len() as c_uint) }
+}
+
+extern "C" {
+    fn rswap_rdma_xor(dst: *mut u8, src: *const u8, len: c_uint);
+}
+
 /// The direction of a page transfer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -807,8 +841,9 @@ impl Conn {
         self.state.lost.load(Ordering::Acquire)
     }
 
-    /// One RDMA READ or WRITE of `page` at `remote` in the server's region,
-    /// waiting for its completion by polling, at most `timeout` jiffies.
+    /// One RDMA READ or WRITE of the bytes `span` of `page` at `remote` in
+    /// the server's region, waiting for its completion by polling, at most
+    /// `timeout` jiffies.
     ///
     /// When this returns, in every case, the device no longer accesses the
     /// page: the DMA mapping is undone and the page may go back to the
@@ -816,12 +851,13 @@ impl Conn {
     pub(crate) fn transfer(
         &mut self,
         page: &PageRef,
+        span: Span,
         op: Op,
         remote: u64,
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
-        self.transfer_batch::<1>(&[page], op, &[remote], rkey, timeout)
+        self.transfer_batch::<1>(&[page], span, op, &[remote], rkey, timeout)
     }
 
     /// RDMA READs or WRITEs of `pages[i]` at `remotes[i]`, at most `N`
@@ -833,16 +869,24 @@ impl Conn {
     ///
     /// When this returns, in every case, the device no longer accesses any
     /// of the pages, and their DMA mappings are undone, as for `transfer`.
+    /// Each page moves its bytes `span`.
     pub(crate) fn transfer_batch<const N: usize>(
         &mut self,
         pages: &[&PageRef],
+        span: Span,
         op: Op,
         remotes: &[u64],
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
         let n = pages.len();
-        if n == 0 || n > N || N > BATCH_MAX || n > self.depth as usize || remotes.len() != n {
+        if n == 0
+            || n > N
+            || N > BATCH_MAX
+            || n > self.depth as usize
+            || remotes.len() != n
+            || !span.fits()
+        {
             return Err(Failure::Post(code::EINVAL));
         }
         let (device, lkey) = match &self.pd {
@@ -869,7 +913,7 @@ impl Conn {
             mapped += 1;
         }
         if r.is_ok() {
-            r = self.post_and_wait::<N>(lkey, &dma[..n], op, remotes, rkey, timeout);
+            r = self.post_and_wait::<N>(lkey, &dma[..n], span, op, remotes, rkey, timeout);
         }
         for &d in &dma[..mapped] {
             // SAFETY: unmaps what we mapped above, with the same device,
@@ -896,10 +940,12 @@ impl Conn {
     ///   `timeout`; if moving to error fails or they are not all seen in
     ///   time, the QP is destroyed (`teardown`), which waits for the device
     ///   to stop using it. The connection is then refused for good.
+    #[allow(clippy::too_many_arguments)]
     fn post_and_wait<const N: usize>(
         &mut self,
         lkey: u32,
         dma: &[u64],
+        span: Span,
         op: Op,
         remotes: &[u64],
         rkey: u32,
@@ -914,8 +960,8 @@ impl Conn {
         let mut wr: [bindings::ib_rdma_wr; N] = unsafe { core::mem::zeroed() };
         for i in 0..n {
             sge[i] = bindings::ib_sge {
-                addr: dma[i],
-                length: PAGE_SIZE as u32,
+                addr: dma[i] + span.offset as u64,
+                length: span.len,
                 lkey,
             };
         }

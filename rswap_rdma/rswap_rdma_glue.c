@@ -13,6 +13,7 @@
  *   CONFIG_DEBUG_MUTEXES.
  * - Completion events (rdma.rs `CqEvents`): ib_req_notify_cq() is static
  *   inline, and waiting on a wait queue takes the wait_event macros.
+ * - Erasure coding's parity (rdma.rs `xor_into`): crypto_xor() is inline.
  */
 #include <linux/moduleparam.h>
 #include <linux/errno.h>
@@ -28,6 +29,7 @@
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <rdma/ib_verbs.h>
+#include <crypto/algapi.h>
 
 static char *servers;
 module_param(servers, charp, 0444);
@@ -310,4 +312,14 @@ long rswap_rdma_cq_events_wait(struct ib_cq *cq, struct rswap_rdma_cq_events *e,
 		return 1;
 	}
 	return wait_event_timeout(e->wq, atomic_read(&e->events) != seen, timeout);
+}
+
+/*
+ * Erasure coding's parity (rdma.rs `xor_into`, ec.rs): crypto_xor() is
+ * static inline; its __crypto_xor is built in (CONFIG_CRYPTO_LIB_UTILS).
+ */
+void rswap_rdma_xor(u8 *dst, const u8 *src, unsigned int len);
+void rswap_rdma_xor(u8 *dst, const u8 *src, unsigned int len)
+{
+	crypto_xor(dst, src, len);
 }

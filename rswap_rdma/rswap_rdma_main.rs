@@ -53,6 +53,7 @@ use kernel::prelude::*;
 mod ahead;
 #[path = "../rswap/backend.rs"]
 mod backend;
+mod ec;
 #[path = "../rswap/ffi.rs"]
 mod ffi;
 mod mirror;
@@ -65,6 +66,7 @@ mod placement;
 mod proto;
 mod queue;
 mod rdma;
+mod repair;
 mod server;
 mod slotmap;
 mod stats;
@@ -72,6 +74,7 @@ mod tier;
 
 use ahead::Ahead;
 use backend::{Backend, PendingLoad, Registration, SwapKey};
+use ec::Ec;
 use ffi::{try_box, DebugfsDir, PageRef};
 use mirror::Mirror;
 use placement::{Place, Placement, Policy};
@@ -132,18 +135,29 @@ struct Core {
     async_loads: bool,
     /// Second copies, with `redundancy=mirror` (mirror.rs).
     mirror: Option<Mirror>,
+    /// The other chunks, with `redundancy=ec:K+1` (ec.rs).
+    ec: Option<Ec>,
 }
 
 impl Core {
+    /// Pages have copies or chunks on several servers (never moved).
+    fn redundant(&self) -> bool {
+        self.mirror.is_some() || self.ec.is_some()
+    }
+
     /// Reads the page of `key` into `page`, waiting for its server if it
     /// is reconnecting; EIO if the page is lost.
-    fn load(&self, key: SwapKey, page: &PageRef) -> Result {
+    fn load(&self, key: SwapKey, page: &mut PageRef) -> Result {
         // Registered before the lookup: a page being moved keeps its old
         // slot until this load is done (tier.rs).
         let reading = self.tiers.readers.enter();
         let (p, moving) = self.placement.get_moving(key.raw()).ok_or(code::EIO)?;
         if moving {
             self.tiers.loads_during_move.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(ec) = &self.ec {
+            // Never moved either.
+            return ec.load(&self.servers, key.raw(), p, page);
         }
         if let Some(m) = &self.mirror {
             // Never moved (mirror.rs), so no referenced mark to keep.
@@ -199,11 +213,14 @@ fn tick(core: &Core) {
     }
     probe_idle(&core.servers);
     placement::rebalance(&core.servers);
-    // Mirrored pages are never moved (mirror.rs).
-    let moves = policy == Policy::Tiered && core.mirror.is_none();
+    // Mirrored or coded pages are never moved (mirror.rs).
+    let moves = policy == Policy::Tiered && !core.redundant();
     core.tiers.tick(&core.servers, &core.placement, moves);
     if let Some(m) = &core.mirror {
         m.repair(&core.servers, &core.placement);
+    }
+    if let Some(ec) = &core.ec {
+        ec.repair(&core.servers, &core.placement);
     }
 }
 
@@ -238,9 +255,12 @@ impl Backend for Rdma {
     fn store(&self, key: SwapKey, page: &PageRef) -> Result {
         let core = self.core.ctx();
         let servers = &core.servers;
+        if let Some(ec) = &core.ec {
+            return ec.store(servers, &core.placement, key.raw(), page);
+        }
         let (server, s, hot) = match Policy::now() {
             Policy::Tiered if core.mirror.is_none() => core.tiers.pick(servers, page),
-            p => placement::pick(servers, p, None).map(|(i, s)| (i, s, false)),
+            p => placement::pick(servers, p, 0).map(|(i, s)| (i, s, false)),
         }
         .ok_or(code::ENOSPC)?;
         // `_inflight` holds off a retirement of the server's pages until
@@ -337,6 +357,9 @@ impl Backend for Rdma {
         if let Some(m) = &core.mirror {
             m.invalidate(&core.servers, key.raw());
         }
+        if let Some(ec) = &core.ec {
+            ec.invalidate(&core.servers, key.raw());
+        }
     }
 }
 
@@ -407,9 +430,21 @@ impl kernel::Module for RswapRdma {
             pr_err!("redundancy=mirror needs two servers; only one could be used\n");
             return Err(code::EINVAL);
         }
-        let mirror = match p.redundancy {
-            params::Redundancy::Mirror => Some(Mirror::new(p.repair_mib_s)?),
-            params::Redundancy::None => None,
+        if let params::Redundancy::Ec(k) = p.redundancy {
+            if servers_len < k as usize + 1 {
+                pr_err!(
+                    "redundancy=ec:{}+1 needs {} servers; only {} could be used\n",
+                    k,
+                    k + 1,
+                    servers_len
+                );
+                return Err(code::EINVAL);
+            }
+        }
+        let (mirror, ec) = match p.redundancy {
+            params::Redundancy::Mirror => (Some(Mirror::new(p.repair_mib_s)?), None),
+            params::Redundancy::Ec(k) => (None, Some(Ec::new(k, p.repair_mib_s)?)),
+            params::Redundancy::None => (None, None),
         };
         let placement = Placement::new()?;
         // debugfs failures are not fatal (the files are then missing). The
@@ -434,6 +469,7 @@ impl kernel::Module for RswapRdma {
                 ahead: Ahead::new(cpus, p.readahead_depth)?,
                 async_loads: p.async_loads,
                 mirror,
+                ec,
             })?,
             tick,
             RECOVERY_PERIOD_MS,
@@ -459,6 +495,9 @@ impl kernel::Module for RswapRdma {
         root.add_u64(b"reads_ahead_at_once\0", &core.ctx().ahead.at_once);
         if let Some(m) = &core.ctx().mirror {
             mirror::publish(&root, m);
+        }
+        if let Some(ec) = &core.ctx().ec {
+            ec::publish(&root, ec);
         }
         let backend = Rdma {
             _ahead_wq: ahead_wq,

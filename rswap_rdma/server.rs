@@ -33,13 +33,13 @@
 //! shared secret (`Ask::seal`, `granted`): a server that cannot prove it
 //! knows the secret gets no page.
 
-use crate::ffi::{try_box, PageRef, SpinLock};
+use crate::ffi::{try_box, PageRef, SpinLock, PAGE_SIZE};
 use crate::params::{Params, Redundancy};
 use crate::placement::{Health, Region, RegionError, Slots};
 use crate::proto::{server_id, DecodeError, Reply, Request, Sealed, Status, Tag, Token, NO_TOKEN};
 use crate::queue::{Class, Queue, Queues, QUEUE_DEPTH};
 use crate::rdma::{
-    self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, BATCH_MAX, PRIVATE_MAX,
+    self, Conn, ConnectError, Endpoint, Failure, HmacKey, Op, Span, BATCH_MAX, PRIVATE_MAX,
 };
 use crate::stats::{Count, ServerStats};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -66,6 +66,8 @@ struct Ask {
     readahead_depth: u32,
     /// `poll_us=`, for the read and write queues.
     poll_us: u32,
+    /// Bytes per slot: a page, or a chunk with erasure coding (ec.rs).
+    unit: u32,
 }
 
 impl Ask {
@@ -120,6 +122,8 @@ pub(crate) struct Server {
     slots: Slots,
     /// Slots of the first region: the most any later region is used for.
     capacity: u32,
+    /// Bytes per slot (`Ask::unit`).
+    unit: u32,
     /// Stores between taking a slot and recording the page: retiring a
     /// generation waits for them (see `retire`).
     inflight: AtomicU32,
@@ -130,9 +134,9 @@ pub(crate) struct Server {
     /// Recovery thread only: the next rebuild attempt, and the pause.
     next_try: AtomicU64,
     backoff_ms: AtomicU32,
-    /// Every page has a copy on another server too (`redundancy=mirror`):
-    /// its pages are not lost with it, only their copies here.
-    mirrored: bool,
+    /// With `redundancy=mirror` or `ec:K+1`, a page is not lost with one
+    /// server, only its copy or chunk there (for the log).
+    redundancy: Redundancy,
     /// Boxed: debugfs holds the counters' addresses.
     pub(crate) stats: Box<ServerStats>,
 }
@@ -274,7 +278,7 @@ fn granted(ep: Endpoint, private: &[u8], tag: &Tag, ask: &Ask) -> Result<Session
             return Err(code::EINVAL);
         }
     };
-    match Region::new(r.rkey, r.addr, r.size, want) {
+    match Region::new(r.rkey, r.addr, r.size, want, ask.unit) {
         Ok(region) => Ok(Session {
             region,
             raw: (r.rkey, r.addr, r.size),
@@ -347,6 +351,7 @@ impl Server {
             timeout_ms: p.timeout_ms,
             readahead_depth: p.readahead_depth,
             poll_us: p.poll_us,
+            unit: p.redundancy.unit(),
         };
         let mut queues = Queues::new();
         let mut first: Option<Session> = None;
@@ -389,12 +394,13 @@ impl Server {
             session: SpinLock::new(session)?,
             slots,
             capacity: region.slots(),
+            unit: p.redundancy.unit(),
             inflight: AtomicU32::new(0),
             loss: rdma::ms_to_jiffies(p.loss_timeout_s.saturating_mul(1000)),
             timeout: rdma::ms_to_jiffies(p.timeout_ms),
             next_try: AtomicU64::new(0),
             backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
-            mirrored: p.redundancy == Redundancy::Mirror,
+            redundancy: p.redundancy,
             stats,
         })
     }
@@ -488,6 +494,28 @@ impl Server {
     /// may still be on the wire. It comes back when the generation is
     /// retired.
     pub(crate) fn store(&self, page: &PageRef) -> Result<(u32, u32, InFlight<'_>)> {
+        self.store_span(page, self.whole()?)
+    }
+
+    /// The span of a whole page: EINVAL if this server's slots are chunks
+    /// (erasure coding stores and loads chunks only, ec.rs).
+    fn whole(&self) -> Result<Span> {
+        match self.unit {
+            u if u as usize == PAGE_SIZE => Ok(Span::PAGE),
+            _ => Err(code::EINVAL),
+        }
+    }
+
+    /// As [`Server::store`], for the bytes `span` of `page` (a slot's
+    /// worth: `span.len` is the unit).
+    pub(crate) fn store_span(
+        &self,
+        page: &PageRef,
+        span: Span,
+    ) -> Result<(u32, u32, InFlight<'_>)> {
+        if span.len != self.unit {
+            return Err(code::EINVAL);
+        }
         // Counted before the slot is taken (SeqCst on both sides): a
         // retirement either sees this store, or this store sees the server
         // lost and takes no slot.
@@ -497,7 +525,7 @@ impl Server {
             .slots
             .take(&self.stats.free_pages)
             .ok_or(code::ENOSPC)?;
-        match self.write(page, slot, gen) {
+        match self.write(page, span, slot, gen) {
             Ok(()) => Ok((slot, gen, mark)),
             Err(e) if e == code::ECONNRESET => {
                 self.put_slot(slot, gen);
@@ -513,7 +541,7 @@ impl Server {
     /// Writes `page` to `slot`: ECONNRESET if nothing was sent (the queue
     /// is broken) or the generation moved on; another error if the write
     /// itself failed.
-    fn write(&self, page: &PageRef, slot: u32, gen: u32) -> Result {
+    fn write(&self, page: &PageRef, span: Span, slot: u32, gen: u32) -> Result {
         let (remote, rkey) = self.target(slot).ok_or(code::ECONNRESET)?;
         let q = self.queues.for_cpu(Class::Write).ok_or(code::ECONNRESET)?;
         if q.broken() {
@@ -525,7 +553,7 @@ impl Server {
         // queue while the server's pages were retired must not post (its
         // slot may hold a newer page by then).
         let current = || self.slots.state() == (gen, Health::Up);
-        match q.transfer(page, Op::Write, remote, rkey, self.timeout, current) {
+        match q.transfer(page, span, Op::Write, remote, rkey, self.timeout, current) {
             Ok(()) => {
                 self.stats.count(Count::Writes, 1);
                 self.stats.write_took(rdma::now_ns().saturating_sub(t0));
@@ -556,6 +584,22 @@ impl Server {
     /// lost. Without `wait` (a page being moved between servers), one
     /// attempt only: EAGAIN if it failed, and the page is left as it is.
     pub(crate) fn read(&self, page: &PageRef, slot: u32, gen: u32, wait: bool) -> Result {
+        self.read_span(page, self.whole()?, slot, gen, wait)
+    }
+
+    /// As [`Server::read`], into the bytes `span` of `page` (a slot's
+    /// worth).
+    pub(crate) fn read_span(
+        &self,
+        page: &PageRef,
+        span: Span,
+        slot: u32,
+        gen: u32,
+        wait: bool,
+    ) -> Result {
+        if span.len != self.unit {
+            return Err(code::EINVAL);
+        }
         let mut deadline = None;
         let mut retried = false;
         loop {
@@ -564,7 +608,7 @@ impl Server {
                 return Err(code::EIO);
             }
             let (remote, rkey) = self.target(slot).ok_or(code::EIO)?;
-            let (tried, t0) = self.read_remote(page, remote, rkey);
+            let (tried, t0) = self.read_remote(page, span, remote, rkey);
             match tried {
                 Some(Ok(())) => {
                     // A new generation may mean a new region: what we read
@@ -661,7 +705,11 @@ impl Server {
             Some(t) => t,
             None => return,
         };
-        let (tried, t0) = self.read_remote(page, remote, rkey);
+        let probe = Span {
+            offset: 0,
+            len: self.unit,
+        };
+        let (tried, t0) = self.read_remote(page, probe, remote, rkey);
         match tried {
             Some(Ok(())) => {
                 self.stats.count(Count::Probes, 1);
@@ -678,13 +726,14 @@ impl Server {
     fn read_remote(
         &self,
         page: &PageRef,
+        span: Span,
         remote: u64,
         rkey: u32,
     ) -> (Option<core::result::Result<(), Failure>>, u64) {
         let busy = self.stats.busy();
         let t0 = rdma::now_ns();
         let tried = self.queues.first_working(Class::Read, |q| {
-            q.transfer(page, Op::Read, remote, rkey, self.timeout, || true)
+            q.transfer(page, span, Op::Read, remote, rkey, self.timeout, || true)
         });
         drop(busy);
         (tried, t0)
@@ -706,7 +755,17 @@ impl Server {
             self.stats.outages.fetch_add(1, Ordering::Relaxed);
             let pages = self.stats.pages.load(Ordering::Relaxed);
             let bound = rdma::jiffies_to_ms(self.loss);
-            if self.mirrored {
+            if let Redundancy::Ec(k) = self.redundancy {
+                pr_warn!(
+                    "server {}: {}; reconnecting: new pages go elsewhere, faults on pages with one of its {} chunks rebuild it from the other {} (ec:{}+1); it has {} ms to come back\n",
+                    self.ep,
+                    f.why(),
+                    pages,
+                    k,
+                    k,
+                    bound
+                );
+            } else if self.redundancy == Redundancy::Mirror {
                 pr_warn!(
                     "server {}: {}; reconnecting: new pages go elsewhere, faults on its {} page copies read the other copies; it has {} ms to come back\n",
                     self.ep,
@@ -768,7 +827,18 @@ impl Server {
             .slots
             .reset(from, n, &self.stats.free_pages, &self.stats.pages);
         self.stats.lost_pages.fetch_add(lost, Ordering::Relaxed);
-        if self.mirrored {
+        if let Redundancy::Ec(k) = self.redundancy {
+            pr_err!(
+                "server {}: {}: its {} chunks are gone; faults rebuild them from the other {} chunks of each page, and repair makes new ones (ec:{}+1); new pages go elsewhere until it is back\n",
+                self.ep,
+                why,
+                lost,
+                k,
+                k
+            );
+            return;
+        }
+        if self.redundancy == Redundancy::Mirror {
             pr_err!(
                 "server {}: {}: its {} page copies are gone; the other copies serve them, and repair makes new ones (mirror); new pages go elsewhere until it is back\n",
                 self.ep,
