@@ -41,7 +41,7 @@
 //!   extra read only adds time; it needs posts to several servers before
 //!   any wait.
 
-use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef};
+use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef, SpinLock};
 use crate::mirror::{free, live};
 use crate::placement::{self, Place, Placement, Policy};
 use crate::rdma::{self, Span};
@@ -49,6 +49,7 @@ use crate::repair::{Pass, Step};
 use crate::server::{InFlight, Server};
 use crate::stats::Count;
 use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::bindings;
 use kernel::error::code;
 use kernel::prelude::*;
 
@@ -71,16 +72,25 @@ pub(crate) struct Ec {
     pub(crate) refused: AtomicU64,
     /// Repair: chunks made again, pages one chunk short, pages lost.
     pub(crate) pass: Pass,
+    /// Spare pages for the parity, two per CPU, allocated at load: a store
+    /// under memory pressure should not depend on allocating one. A store
+    /// that finds none allocates (refused only if that fails).
+    spares: Box<SpinLock<Vec<OwnedPage>>>,
 }
 
 /// The chunks of one page: where each is, and which are read.
 type Places = [Place; MAX_CHUNKS];
 
 impl Ec {
-    pub(crate) fn new(k: u32, repair_mib_s: u32) -> Result<Ec> {
+    pub(crate) fn new(k: u32, repair_mib_s: u32, cpus: usize) -> Result<Ec> {
         let k = k as usize;
-        if !(2..MAX_CHUNKS).contains(&k) {
+        if !(2..MAX_CHUNKS).contains(&k) || ffi::PAGE_SIZE % k != 0 {
             return Err(code::EINVAL);
+        }
+        let mut spares = Vec::new();
+        spares.try_reserve_exact(2 * cpus)?;
+        for _ in 0..2 * cpus {
+            spares.try_push(OwnedPage::alloc(bindings::GFP_KERNEL)?)?;
         }
         let mut chunks = Vec::new();
         for _ in 0..k {
@@ -93,7 +103,26 @@ impl Ec {
             rebuilt: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             pass: Pass::new(repair_mib_s),
+            spares: SpinLock::new(spares)?,
         })
+    }
+
+    /// A page for a store's parity: a spare, or a new one.
+    fn take_spare(&self) -> Result<OwnedPage> {
+        match self.spares.with(|v| v.pop()) {
+            Some(p) => Ok(p),
+            None => OwnedPage::alloc(ffi::GFP_SWAPOUT),
+        }
+    }
+
+    /// Gives a parity page back to the spares, or frees it if they are full.
+    fn put_spare(&self, p: OwnedPage) {
+        self.spares.with(|v| {
+            if v.len() < v.capacity() {
+                // Within the capacity: does not allocate, cannot fail.
+                let _ = v.try_push(p);
+            }
+        });
     }
 
     fn span(&self, j: usize) -> Span {
@@ -122,9 +151,22 @@ impl Ec {
     }
 
     fn try_store(&self, servers: &[Server], first: &Placement, key: u64, page: &PageRef) -> Result {
+        // The parity, in a page of its own.
+        let mut parity = self.take_spare()?;
+        let r = self.write_chunks(servers, first, key, page, &mut parity);
+        self.put_spare(parity);
+        r
+    }
+
+    fn write_chunks(
+        &self,
+        servers: &[Server],
+        first: &Placement,
+        key: u64,
+        page: &PageRef,
+        parity: &mut OwnedPage,
+    ) -> Result {
         let (k, u) = (self.k, self.unit);
-        // The parity, in a page of its own (memory short: refused).
-        let mut parity = OwnedPage::alloc(ffi::GFP_SWAPOUT)?;
         let mut pbuf = parity.borrow_mut();
         page.with_bytes(|src| {
             pbuf.with_bytes_mut(|p| {
@@ -237,10 +279,13 @@ impl Ec {
         for j in 0..=k {
             if let Some(p) = places[j] {
                 let map = if j == 0 { first } else { &self.chunks[j - 1] };
-                map.remove_if(key, p);
-                match counted[j] {
-                    true => free(servers, p),
-                    false => give_back(&[Some(p)]),
+                // Whatever the key holds: our chunk, or one repair made in
+                // place of ours (which was then on a retired server, so
+                // nothing of ours is left to give back).
+                match map.remove(key) {
+                    Some(q) if q == p && !counted[j] => give_back(&[Some(q)]),
+                    Some(q) => free(servers, q),
+                    None => {}
                 }
             }
         }
@@ -344,7 +389,20 @@ impl Ec {
                     Err(e) => waiting |= e != code::EIO,
                 }
             }
-            if !waiting || rdma::after(rdma::jiffies(), deadline) {
+            if !waiting {
+                return Err(code::EIO);
+            }
+            if rdma::after(rdma::jiffies(), deadline) {
+                // As a load without redundancy does: the servers still
+                // unreachable past the bound have their pages declared
+                // lost, so the counts say why this page failed.
+                for (j, p) in places[..=k].iter().enumerate() {
+                    if j == k || !have[j] {
+                        if let Some(s) = servers.get(p.server) {
+                            s.give_up(p.gen);
+                        }
+                    }
+                }
                 return Err(code::EIO);
             }
             rdma::sleep_ms(RETRY_MS);

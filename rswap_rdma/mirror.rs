@@ -176,7 +176,17 @@ impl Mirror {
                     Err(_) => waiting = true,
                 }
             }
-            if !waiting || rdma::after(rdma::jiffies(), deadline) {
+            if !waiting {
+                return Some(Err(code::EIO));
+            }
+            if rdma::after(rdma::jiffies(), deadline) {
+                // Both servers unreachable past the bound: their pages are
+                // declared lost now (Server::give_up).
+                for p in order.iter() {
+                    if let Some(s) = servers.get(p.server) {
+                        s.give_up(p.gen);
+                    }
+                }
                 return Some(Err(code::EIO));
             }
             rdma::sleep_ms(RETRY_MS);

@@ -205,7 +205,7 @@ fn tick(core: &Core) {
     let now = rdma::now_ns();
     for s in core.servers.iter() {
         s.recover();
-        s.stats.tick(now, ffi::PAGE_SIZE as u64);
+        s.stats.tick(now, s.unit() as u64);
     }
     let policy = Policy::now();
     if core.policy.swap(policy as u32, Ordering::Relaxed) != policy as u32 {
@@ -443,7 +443,7 @@ impl kernel::Module for RswapRdma {
         }
         let (mirror, ec) = match p.redundancy {
             params::Redundancy::Mirror => (Some(Mirror::new(p.repair_mib_s)?), None),
-            params::Redundancy::Ec(k) => (None, Some(Ec::new(k, p.repair_mib_s)?)),
+            params::Redundancy::Ec(k) => (None, Some(Ec::new(k, p.repair_mib_s, cpus)?)),
             params::Redundancy::None => (None, None),
         };
         let placement = Placement::new()?;

@@ -786,6 +786,22 @@ impl Server {
     }
 
     /// Reconnecting for longer than the bound.
+    /// A load that waited `loss_timeout_s` for its piece of generation
+    /// `gen` here (a mirror copy, an EC chunk) gives up: if the server is
+    /// still unreachable, its pages are declared lost now, as a load
+    /// without redundancy does, rather than at the recovery thread's next
+    /// try.
+    pub(crate) fn give_up(&self, gen: u32) {
+        if matches!(self.slots.health(), Health::Reconnecting(_)) {
+            self.retire(gen, "unreachable for longer than loss_timeout_s", None);
+        }
+    }
+
+    /// Bytes per slot: a page, or an erasure-coded chunk.
+    pub(crate) fn unit(&self) -> u32 {
+        self.unit
+    }
+
     fn past_bound(&self) -> bool {
         match self.slots.health() {
             Health::Reconnecting(since) => {
