@@ -25,6 +25,15 @@ timeline=""
 trap 'lab_stop' EXIT
 
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+# Loads of a redundancy run served by the other pieces: failovers
+# (mirror) or loads rebuilt from the parity (ec); "-" without redundancy.
+served() {
+	case $(val redundancy "$1") in
+	mirror) val failovers "$1" ;;
+	ec:*) val rebuilt "$1" ;;
+	*) echo - ;;
+	esac
+}
 
 # "- <group>: <median of value>" per group of <lines> (the group: the
 # values of the <keys>), sorted.
@@ -266,15 +275,16 @@ done
 	if [ -n "$redundancy" ]; then
 		echo
 		echo "Redundancy (bench.sh redundancy): three memory nodes, 24 MiB walk under memory.max=8M (one sequential"
-		echo "pass, one random), redundancy=none against mirror; degraded: the compute node's link-2 RDMA device removed"
-		echo "after the write phase. Overhead: copies per page held (rswap_rdma) and memserver's own pages holding data"
-		echo "per page held. Repair: from node 2's copies declared gone until none has one copy left."
+		echo "pass, one random), redundancy=none, mirror and ec:2+1; degraded: the compute node's link-2 RDMA device"
+		echo "removed after the write phase. Overhead: pieces (copies or chunks) per page held (rswap_rdma) and memserver's"
+		echo "own pages holding data per page held. Repair: from node 2's pieces declared gone until no page is short of one,"
+		echo "per GiB of pages re-protected. Served by the other pieces: mirror's failovers, ec's loads rebuilt from the parity."
 		echo
-		echo "| redundancy | state | swap-out MiB/s | swap-in MiB/s | fault p50 us | fault p99 us | copies / page | memserver pages / page | repair s per GiB | pages lost | mismatches |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|"
+		echo "| redundancy | state | swap-out MiB/s | swap-in MiB/s | fault p50 us | fault p99 us | pieces / page | memserver pages / page | loads served by the other pieces | repair s per GiB | pages lost | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 		while read -r l; do
 			[ -n "$l" ] || continue
-			echo "| $(val redundancy "$l") | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
+			echo "| $(val redundancy "$l") | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(served "$l") | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
 		done <<<"$redundancy"
 	fi
 	if [ -n "$perf" ]; then

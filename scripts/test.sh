@@ -7,7 +7,7 @@ RSWAP_FLAVOUR=${RSWAP_FLAVOUR:-debug}
 source "$(dirname "$0")/lib.sh"
 
 GUEST_TESTS=(bad_input dram_basic dram_overflow thp_dram load_cycle lost_page async_readahead prefetch_trend reclaim_offload lifetime_race zswap_conflict)
-LAB_TESTS=(lab_one lab_pair lab_chain lab_weighted lab_tiered lab_spill lab_pressure lab_refusals lab_memserver lab_blackout lab_restart lab_devremove lab_mirror_double lab_mirror lab_kill)
+LAB_TESTS=(lab_one lab_pair lab_chain lab_weighted lab_tiered lab_spill lab_pressure lab_refusals lab_memserver lab_blackout lab_restart lab_devremove lab_ec lab_mirror_double lab_mirror lab_kill)
 if [ $# -gt 0 ]; then
 	GUEST_TESTS=()
 	LAB_TESTS=()

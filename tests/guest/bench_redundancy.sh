@@ -1,17 +1,18 @@
-# Benchmark: redundancy=none against mirror over three memory nodes (issue
-# 11, section 5), on the same workload in one lab boot. For each:
+# Benchmark: redundancy=none, mirror and ec:2+1 over three memory nodes
+# (issue 11, section 5), on the same workload in one lab boot. For each:
 # - healthy: a walker writes rswap.mib MiB under memory.max=8M and pauses
 #   (swap-out MiB/s: pages swapped out over the write phase's time), then
 #   reads it all back once in order and once at random (swap-in MiB/s,
 #   fault p50/p99 from pagewalker);
-# - memory overhead: copies per page held (rswap_rdma's counts) and
-#   memserver's own pages holding data per page held;
+# - memory overhead: pieces (copies or chunks) per page held (rswap_rdma's
+#   counts) and memserver's own pages holding data per page held;
 # - degraded: the same, with the compute node's link-2 RDMA device removed
 #   after the write phase (memory node 2 unreachable): mirror reads the
-#   other copies; none loses node 2's pages (counted, never wrong data);
-# - repair (mirror): from node 2's pages being declared lost until no page
-#   has one copy left, in s per GiB repaired, by the kernel log's own
-#   timestamps (repair runs while the walker reads, as it would).
+#   other copies, ec rebuilds node 2's chunks from the parity; none loses
+#   node 2's pages (counted, never wrong data);
+# - repair (mirror, ec): from node 2's pieces being declared lost until no
+#   page is short of one, in s per GiB of pages re-protected, by the kernel
+#   log's own timestamps (repair runs while the walker reads, as it would).
 # One RSWAP-BENCH-REDUNDANCY line per run.
 . /tests/lib.sh
 MIB=$(param rswap.mib)
@@ -29,7 +30,8 @@ used_by_memserver() {
 	done
 	echo "$total"
 }
-for red in none mirror; do
+for red in none mirror ec:2+1; do
+	pfx=${red%%:*}
 	for state in healthy degraded; do
 		load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 \
 			loss_timeout_s=3 redundancy=$red node_id=$NODE || fail "insmod ($red)"
@@ -57,19 +59,19 @@ for red in none mirror; do
 		wait $wpid || fail "$red $state: pagewalker exit $?"
 		r1=$(now)
 		repair_s=-
-		if [ $state = degraded ] && [ $red = mirror ]; then
+		if [ $state = degraded ] && [ $red != none ]; then
 			# Until no page has one copy left (120 s at most); then, from
 			# the kernel log, the time from node 2's copies declared gone
 			# to the repair pass that left none with one copy.
 			i=0
-			while { [ "$(stat rswap_rdma/mirror_passes)" -lt 1 ] || [ "$(stat rswap_rdma/mirror_degraded)" -ne 0 ]; } && [ $i -lt 600 ]; do
+			while { [ "$(stat rswap_rdma/${pfx}_passes)" -lt 1 ] || [ "$(stat rswap_rdma/${pfx}_degraded)" -ne 0 ]; } && [ $i -lt 600 ]; do
 				sleep 0.2
 				i=$((i + 1))
 			done
 			ts() { dmesg | tail -n +$((n0 + 1)) | grep -E "$1" | sed -n 's/^\[ *\([0-9.]*\)\].*/\1/p'; }
-			p0=$(ts 'page copies are gone' | head -1)
-			p1=$(ts 'repair pass done: .* 0 still with one copy' | tail -1)
-			rep=$(stat rswap_rdma/mirror_repaired)
+			p0=$(ts 'page copies are gone|chunks are gone' | head -1)
+			p1=$(ts 'repair pass done: .* 0 still (with one copy|one chunk short)' | tail -1)
+			rep=$(stat rswap_rdma/${pfx}_repaired)
 			repair_s=$(awk -v a="$p0" -v b="$p1" -v n="$rep" 'BEGIN { if (n > 0 && a != "" && b != "") printf "%.0f", (b - a) * 262144 / n; else print "-" }')
 			if [ -n "$p0" ] && [ -n "$p1" ]; then
 				note "repair: $rep copies in $(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.1f", b - a }') s (kernel log: $p0 to $p1)"
@@ -77,9 +79,9 @@ for red in none mirror; do
 				note "repair: $rep copies; no finished repair pass in the kernel log to time it by"
 			fi
 		fi
-		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) repaired=$(stat rswap_rdma/mirror_repaired) $(cat /tmp/walk)"
+		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) rebuilt=$(stat rswap_rdma/ec_rebuilt) repaired=$(stat rswap_rdma/${pfx}_repaired) $(cat /tmp/walk)"
 		expect "$red $state: no page came back wrong" "$(walkval mismatches)" -eq 0
-		[ $red = mirror ] && expect "$red $state: no page lost" "$(walkval lost)" -eq 0
+		[ $red != none ] && expect "$red $state: no page lost" "$(walkval lost)" -eq 0
 		swapoff "$SWAPDEV" 2>/dev/null || note "swapoff ($red $state): status $?"
 		unload_rdma || fail "rmmod ($red $state)"
 		if [ $state = degraded ]; then

@@ -25,18 +25,6 @@ load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeou
 	redundancy=mirror node_id=$NODE || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 mkdir -p "$CG" && echo 8M >"$CG/memory.max"
-# A walker in the cgroup, in the background, with its own output file.
-walker() { # walker <name> <pagewalker args...>
-	local name=$1
-	shift
-	rm -f "/tmp/go$name"
-	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $* --pause /tmp/go$name" >"/tmp/$name.out" 2>&1 &
-}
-paused() { # paused <name>: until it has written its pages (300 s at most)
-	local i=0
-	while ! grep -q "paused until" "/tmp/$1.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
-	grep -q "paused until" "/tmp/$1.out" || fail "walker $1 did not finish writing: $(tail -3 "/tmp/$1.out")"
-}
 # Resumes walker <name> (pid <pid>) and checks it read every byte back.
 verified() { # verified <name> <pid>
 	touch "/tmp/go$1"

@@ -151,6 +151,53 @@ blackout() { # blackout <link> <seconds>
 	echo "RSWAP-LAB link $1 back"
 }
 
+# A walker in $CG, in the background, that pauses after its write phase,
+# with its own output file /tmp/<name>.out; touching /tmp/go<name> resumes it.
+walker() { # walker <name> <pagewalker args...>
+	local name=$1
+	shift
+	rm -f "/tmp/go$name"
+	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $* --pause /tmp/go$name" >"/tmp/$name.out" 2>&1 &
+}
+paused() { # paused <name>: until it has written its pages (300 s at most)
+	local i=0
+	while ! grep -q "paused until" "/tmp/$1.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
+	grep -q "paused until" "/tmp/$1.out" && return
+	fail "walker $1 did not finish writing: $(tail -3 "/tmp/$1.out"); cgroup events: $(tr '\n' ' ' <"$CG/memory.events")"
+	local p
+	for p in $(pidof pagewalker); do
+		note "pagewalker $p: $(grep -E '^(State|VmRSS|VmSwap)' /proc/$p/status | tr '\n' ' ')"
+		cat /proc/$p/stack 2>/dev/null | head -20
+	done
+	note "vmstat: $(grep -E '^(pswpin|pswpout) ' /proc/vmstat | tr '\n' ' '); rswap: $(stat rswap/stores) stores, $(stat rswap/store_refused) refused"
+	dmesg | tail -20
+}
+# The links of memory nodes 2 and 3 dark together for <seconds>. Paused
+# walkers send nothing, so once both links are dark, a walker in a cgroup
+# of its own swaps (pagewalker seed <seed>) so that the compute node
+# notices. Started before, a page of it could have pieces on both nodes
+# and be lost with them; started after, its stores find a node gone, are
+# refused and go to the swap disk: it must lose nothing. Returns when the
+# links are back.
+dark_2_and_3() { # dark_2_and_3 <seconds> <seed>
+	local b2 b3 i=0
+	blackout 2 "$1" &
+	b2=$!
+	blackout 3 "$1" &
+	b3=$!
+	while [ "$(dark)" -lt 2 ] && [ $i -lt 50 ]; do
+		usleep 100000
+		i=$((i + 1))
+	done
+	expect "both links dark" "$(dark)" -eq 2
+	mkdir -p /sys/fs/cgroup/ping && echo 2M >/sys/fs/cgroup/ping/memory.max
+	sh -c "echo \$\$ >/sys/fs/cgroup/ping/cgroup.procs && exec /bin/pagewalker --mib 6 --random-passes 0 --seed $2" >/tmp/ping.out 2>&1
+	expect "the walker during the blackout: exit 0" "$?" -eq 0
+	expect "the walker during the blackout: every byte verified" "$(resultval /tmp/ping.out mismatches)" -eq 0
+	wait $b2 $b3
+}
+dark() { for d in eth1 eth2; do /usr/sbin/tc qdisc show dev $d; done | grep -c 'loss 100%'; }
+
 # Starts a walker that pauses after its write phase; returns once paused.
 walk_paused() { # walk_paused <memory.max> <pagewalker args...>
 	rm -f /tmp/go /tmp/walk.out
