@@ -21,15 +21,6 @@ NODE=0x62656e6368
 mkdir -p "$CG"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-used_by_memserver() {
-	local n u total=0
-	for n in 1 2 3; do
-		u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
-			sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x $NODE)\",[^}]*} \([0-9]*\)$/\1/p")
-		total=$((total + ${u:-0}))
-	done
-	echo "$total"
-}
 for red in none mirror ec:2+1; do
 	pfx=${red%%:*}
 	for state in healthy degraded; do
@@ -49,7 +40,7 @@ for red in none mirror ec:2+1; do
 		held=$(stat rswap/pages_held)
 		copies=$(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages)))
 		sleep 7 # memserver scans every 3 s
-		used=$(used_by_memserver)
+		used=$(memserver_used "$NODE")
 		n0=$(dmesg | wc -l)
 		if [ $state = degraded ]; then
 			timeout 60 rdma link delete rxe_eth1 || fail "rdma link delete"

@@ -55,13 +55,7 @@ for n in 0 1 2; do
 	expect "node $((n + 1)) holds a chunk of every page" "$(rstat $n pages)" -eq "$held"
 done
 sleep 7 # memserver scans every 3 s
-used=0
-for n in 1 2 3; do
-	u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
-		sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x $NODE)\",[^}]*} \([0-9]*\)$/\1/p")
-	note "memory node $n: memserver counts ${u:-?} pages of ours holding data"
-	used=$((used + ${u:-0}))
-done
+used=$(memserver_used "$NODE")
 note "memory overhead from memserver's counts: $used pages for $held held = $((used * 1000 / held))/1000"
 expect "memserver holds 1.5x the pages held (at least 1.49x)" "$((used * 1000 / held))" -ge 1490
 expect "memserver holds 1.5x the pages held (at most 1.51x)" "$((used * 1000 / held))" -le 1510

@@ -65,13 +65,7 @@ expect "node 3 holds copies" "$(rstat 2 pages)" -gt 500
 # every 3 s), fresh at insmod: only the writes of this phase are in them
 # (no page was written twice yet), so 2x the pages held.
 sleep 7
-used=0
-for n in 1 2 3; do
-	u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
-		sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x $NODE)\",[^}]*} \([0-9]*\)$/\1/p")
-	note "memory node $n: memserver counts ${u:-?} pages of ours holding data"
-	used=$((used + ${u:-0}))
-done
+used=$(memserver_used "$NODE")
 note "memory overhead from memserver's counts: $used pages for $held held = $((used * 1000 / held))/1000"
 expect "memserver holds 2x the pages held (at least 1.99x)" "$((used * 1000 / held))" -ge 1990
 expect "memserver holds 2x the pages held (at most 2.02x)" "$((used * 1000 / held))" -le 2020
