@@ -12,6 +12,15 @@
 # soft-lockup detectors stay silent) and every byte must verify. See the
 # rxe note in rswap_rdma/queue.rs.
 #
+# Watermark boosting is off while the hog runs. With two thirds of RAM
+# mlocked in huge pages, one fragmentation event boosts the watermarks by
+# 150% of the high one, 51 MiB here, above all that is left to reclaim:
+# the page allocator then OOM-kills the hog on a kworker's GFP_KERNEL
+# allocation with 1 GiB of swap free (seen in CI and reproduced,
+# 2026-12-07: free 61 MiB, boosted min 75 MiB, 14 MiB of anon left on the
+# LRU). That is the allocator's heuristic, whatever the swap device; the
+# test is about swapping under the real watermarks.
+#
 # An earlier version raised vm.min_free_kbytes to wake kswapd under a
 # cgroup-limited walker. That was flaky: kswapd stops as soon as any
 # zone (ZONE_DMA, which little else touches) is above its high watermark.
@@ -20,6 +29,8 @@ load_rdma servers="$(server 1)" mib_per_server=128 || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 # A task stuck 30 s (not the default 120) counts as hung here.
 echo 30 >/proc/sys/kernel/hung_task_timeout_secs
+boost=$(cat /proc/sys/vm/watermark_boost_factor)
+echo 0 >/proc/sys/vm/watermark_boost_factor
 avail=$(awk '/MemAvailable/{print int($2 / 1024)}' /proc/meminfo)
 hog=$((avail - 16))
 rm -f /tmp/hog.stop
@@ -34,8 +45,9 @@ skb0=$(dmesg | grep -c 'Failed allocating skb')
 scan0=$(($(vmstat pgscan_kswapd) + $(vmstat pgscan_direct)))
 walk max --mib "$wmib" --random-passes 0 || fail "pagewalker exit $?"
 touch /tmp/hog.stop
-wait $hogpid || fail "the hog failed (exit $?): $(tail -2 /tmp/hog.out | tr '\n' ' ')"
-[ "$(vmstat oom_kill)" -gt "$oom0" ] && note "OOM: $(dmesg | grep -E 'invoked oom-killer|Killed process' | head -4 | tr '\n' ' ')"
+oom=$(dmesg | grep -E 'invoked oom-killer|DMA32 free|Killed process' | tail -3 | cut -c1-240 | tr '\n' ' ')
+wait $hogpid || fail "the hog failed (exit $?): $(tail -1 /tmp/hog.out) ${oom:+OOM: $oom}"
+[ "$(vmstat oom_kill)" -gt "$oom0" ] && note "OOM: $oom"
 expect "data verified under global pressure" "$(walkval mismatches)" -eq 0
 expect "stores over RDMA (at least the 8 MiB over free memory)" "$(stat rswap/rdma/stores)" -ge 2048
 expect "global reclaim scanned pages (the machine, not a cgroup, was short)" "$(($(vmstat pgscan_kswapd) + $(vmstat pgscan_direct) - scan0))" -gt 0
@@ -46,5 +58,6 @@ note "rxe skb allocation failures: $(($(dmesg | grep -c 'Failed allocating skb')
 swapoff "$SWAPDEV" || fail "swapoff"
 unload_rdma || fail "rmmod"
 echo 120 >/proc/sys/kernel/hung_task_timeout_secs
+echo "$boost" >/proc/sys/vm/watermark_boost_factor
 note "$(cat /tmp/walk)"
 finish
