@@ -36,15 +36,24 @@
 //! - **Repair** (repair.rs, [`Ec::repair`]): a page that lost one chunk
 //!   with a retired server gets it rebuilt onto a server holding none of
 //!   its chunks.
-//! - **Not done: late binding** (Hydra: ask for K+1 chunks, use the first
-//!   K). Reads here are posted one after another, each waited for, so an
-//!   extra read only adds time; it needs posts to several servers before
-//!   any wait.
+//! - **Late binding** (Hydra; `late_binding=1`, the default, writable at
+//!   run time): a load posts the reads of all K+1 chunks at once, one per
+//!   server, and rebuilds the page from the first K to arrive
+//!   ([`Ec::load_late`]). So a slow server (or a dead one not yet noticed)
+//!   costs nothing as long as the others answer, and the K reads overlap
+//!   instead of following one another. Each chunk lands in its queue's
+//!   bounce page, never in the task's page, because any one of them may
+//!   be the straggler: the straggler is left in flight when the load
+//!   returns, and the next request on its queue waits for it first
+//!   (rdma.rs `Conn::settle`). The price: one more read per load, and a
+//!   copy of each chunk. Without late binding, or when a server is not
+//!   up, the data chunks are read one after another ([`Ec::load`]).
 
 use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef, SpinLock};
 use crate::mirror::{free, live};
 use crate::placement::{self, Place, Placement, Policy};
-use crate::rdma::{self, Span};
+use crate::queue::Queue;
+use crate::rdma::{self, params, Conn, Held, Span};
 use crate::repair::{Pass, Step};
 use crate::server::{InFlight, Server};
 use crate::stats::Count;
@@ -70,6 +79,13 @@ pub(crate) struct Ec {
     pub(crate) rebuilt: AtomicU64,
     /// Stores refused because K+1 servers could not take the chunks.
     pub(crate) refused: AtomicU64,
+    /// Late binding: loads served from the first K chunks to arrive; of
+    /// them, those where the parity came before a data chunk (which was
+    /// then rebuilt from it); loads that could not be late-bound (a server
+    /// not up, too few chunks in time) and were read the ordinary way.
+    pub(crate) late: AtomicU64,
+    pub(crate) late_parity: AtomicU64,
+    pub(crate) late_fallback: AtomicU64,
     /// Repair: chunks made again, pages one chunk short, pages lost.
     pub(crate) pass: Pass,
     /// Spare pages for the parity, two per CPU, allocated at load: a store
@@ -102,6 +118,9 @@ impl Ec {
             chunks,
             rebuilt: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            late_parity: AtomicU64::new(0),
+            late_fallback: AtomicU64::new(0),
             pass: Pass::new(repair_mib_s),
             spares: SpinLock::new(spares)?,
         })
@@ -353,6 +372,12 @@ impl Ec {
     ) -> Result {
         let k = self.k;
         let places = self.places(key, first).ok_or(code::EIO)?;
+        if params::late_binding() {
+            if self.load_late(servers, &places, page) {
+                return Ok(());
+            }
+            self.late_fallback.fetch_add(1, Ordering::Relaxed);
+        }
         let bound = servers.get(first.server).map_or(0, |s| s.loss());
         let deadline = rdma::jiffies().wrapping_add(bound);
         let mut have = [false; MAX_CHUNKS];
@@ -407,6 +432,125 @@ impl Ec {
             }
             rdma::sleep_ms(RETRY_MS);
         }
+    }
+
+    /// Late binding: posts the reads of all K+1 chunks at once, one on
+    /// each server's read queue for this CPU (held together, taken in
+    /// ascending server order), and rebuilds `page` from the first K to
+    /// arrive. Each chunk lands in its queue's bounce page and is copied
+    /// into `page`: the straggler, left in flight, never writes into it.
+    /// A read that fails is handled as any (its server reconnecting).
+    /// false if the page could not be had this way (a server not up, a
+    /// queue broken, fewer than K chunks within `timeout_ms`): the caller
+    /// then reads it the ordinary way, which waits for reconnecting
+    /// servers and says when a page is lost.
+    fn load_late(&self, servers: &[Server], places: &Places, page: &mut PageRef) -> bool {
+        let (k, n, u) = (self.k, self.k + 1, self.unit);
+        let mut queues: [Option<&Queue>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+        for j in 0..n {
+            let p = places[j];
+            match servers.get(p.server).and_then(|s| s.late_queue(p.gen)) {
+                Some(q) if live(servers, p) => queues[j] = Some(q),
+                _ => return false,
+            }
+        }
+        let timeout = servers[places[0].server].timeout();
+        let mut order = [0, 1, 2, 3, 4];
+        order[..n].sort_unstable_by_key(|&j| places[j].server);
+        let mut held: [Option<Held<'_, Option<Conn>>>; MAX_CHUNKS] = Default::default();
+        for (rank, &j) in order[..n].iter().enumerate() {
+            held[j] = queues[j].map(|q| q.hold(rank as u32));
+        }
+        let t0 = rdma::now_ns();
+        // Per chunk: posted; how it ended (None while in flight) and when.
+        let mut posted = [false; MAX_CHUNKS];
+        let mut ended = [None; MAX_CHUNKS];
+        let mut took = [0u64; MAX_CHUNKS];
+        for j in 0..n {
+            let p = places[j];
+            if let Some(h) = held[j].as_mut() {
+                match servers[p.server].post_late(h, p.slot, p.gen) {
+                    Ok(()) => posted[j] = true,
+                    Err(f) => ended[j] = Some(Err(f)),
+                }
+            }
+        }
+        let deadline = rdma::jiffies().wrapping_add(timeout);
+        let got = loop {
+            let (mut got, mut flying, mut wait_on) = (0, 0, None);
+            for j in 0..n {
+                if posted[j] && ended[j].is_none() {
+                    if let Some(c) = held[j].as_mut().and_then(|h| h.as_mut()) {
+                        if let Some(r) = c.poll_late() {
+                            ended[j] = Some(r);
+                            took[j] = rdma::now_ns().saturating_sub(t0);
+                        }
+                    }
+                }
+                match ended[j] {
+                    Some(Ok(())) => got += 1,
+                    None if posted[j] => {
+                        flying += 1;
+                        wait_on = wait_on.or(Some(j));
+                    }
+                    _ => {}
+                }
+            }
+            // Done, or K can no longer come, or too late.
+            if got >= k || got + flying < k || rdma::after(rdma::jiffies(), deadline) {
+                break got;
+            }
+            if let Some(c) = wait_on
+                .and_then(|j| held[j].as_ref())
+                .and_then(|h| h.as_ref())
+            {
+                c.wait_late(1);
+            }
+        };
+        let arrived = |j: usize| matches!(ended[j], Some(Ok(())));
+        // The data chunk that did not come in time, if one did not.
+        let missing = (0..k).find(|&j| !arrived(j));
+        let mut whole = got >= k;
+        if whole {
+            page.with_bytes_mut(|b| {
+                for j in (0..k).filter(|&j| arrived(j)) {
+                    let c = held[j].as_mut().and_then(|h| h.as_mut());
+                    whole &= c
+                        .and_then(|c| {
+                            c.late_bytes(u, |src| b[j * u..(j + 1) * u].copy_from_slice(src))
+                        })
+                        .is_some();
+                }
+                if let Some(m) = missing {
+                    let c = held[k].as_mut().and_then(|h| h.as_mut());
+                    whole &= c
+                        .and_then(|c| {
+                            c.late_bytes(u, |src| b[m * u..(m + 1) * u].copy_from_slice(src))
+                        })
+                        .is_some();
+                    self.rebuild_in(b, m);
+                }
+            });
+        }
+        // Stragglers stay in flight into their bounce pages.
+        drop(held);
+        for j in 0..n {
+            let p = places[j];
+            if let (Some(r), Some(q)) = (ended[j], queues[j]) {
+                // Every read that ended is counted (or its failure handled);
+                // one used whose generation moved on spoils the page.
+                let current = servers[p.server].end_late(q, r, p.gen, took[j]);
+                let used = j < k && arrived(j) || j == k && missing.is_some();
+                whole &= current || !used;
+            }
+        }
+        if whole {
+            self.late.fetch_add(1, Ordering::Relaxed);
+            if missing.is_some() {
+                self.late_parity.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        whole
     }
 
     /// The recovery thread's part, every period: once a server's pages
@@ -539,6 +683,9 @@ impl Ec {
 pub(crate) fn publish(dir: &DebugfsDir, ec: &Ec) {
     dir.add_u64(b"ec_rebuilt\0", &ec.rebuilt);
     dir.add_u64(b"ec_refused\0", &ec.refused);
+    dir.add_u64(b"ec_late\0", &ec.late);
+    dir.add_u64(b"ec_late_parity\0", &ec.late_parity);
+    dir.add_u64(b"ec_late_fallback\0", &ec.late_fallback);
     ec.pass.publish(
         dir,
         [

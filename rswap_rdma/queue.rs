@@ -49,7 +49,7 @@
 //!   and every byte verifies.
 
 use crate::ffi::PageRef;
-use crate::rdma::{self, Conn, Failure, LockClass, Mutex, Op, Span, BATCH_MAX};
+use crate::rdma::{self, Conn, Failure, Held, LockClass, Mutex, Op, Span, BATCH_MAX};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::code;
 use kernel::prelude::*;
@@ -178,6 +178,21 @@ impl Queue {
             self.broken.store(true, Ordering::Release);
         }
         r
+    }
+
+    /// Holds the queue for a late-bound read (ec.rs), as the `rank`-th of
+    /// the read queues one load holds at once, taken in ascending server
+    /// order (see [`Mutex::lock_nested`]). The holder posts with
+    /// [`Conn::post_late`] and may release the queue with the read still
+    /// in flight.
+    pub(crate) fn hold(&self, rank: u32) -> Held<'_, Option<Conn>> {
+        self.conn.lock_nested(rank)
+    }
+
+    /// A request on it failed outside [`Queue::transfer`] (a late-bound
+    /// read): it is rebuilt before its next use.
+    pub(crate) fn set_broken(&self) {
+        self.broken.store(true, Ordering::Release);
     }
 
     /// Marks the queue broken if the CM reported its connection lost

@@ -20,9 +20,10 @@
 //! flushed), or when the QP that carried it has been destroyed.
 //! [`Conn::transfer`] never returns before one of those has happened.
 
-use crate::ffi::{try_box, PageRef, PAGE_SIZE};
+use crate::ffi::{try_box, OwnedPage, PageRef, GFP_SWAPOUT, PAGE_SIZE};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_uint, c_void};
+use core::ops::{Deref, DerefMut};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use kernel::bindings;
@@ -202,6 +203,7 @@ extern "C" {
     fn rswap_rdma_write_queue_lock_init(lock: *mut bindings::mutex);
     fn rswap_rdma_readahead_queue_lock_init(lock: *mut bindings::mutex);
     fn rswap_rdma_mutex_lock(lock: *mut bindings::mutex);
+    fn rswap_rdma_mutex_lock_nested(lock: *mut bindings::mutex, subclass: c_uint);
     fn rswap_rdma_mutex_destroy(lock: *mut bindings::mutex);
 }
 
@@ -267,6 +269,43 @@ impl<T> Mutex<T> {
         // SAFETY: we locked it above, in this task.
         unsafe { bindings::mutex_unlock(self.lock.get()) };
         r
+    }
+
+    /// Locks the mutex until the returned guard is dropped, as the
+    /// `rank`-th (from 0) of several mutexes of its class held at once.
+    /// Holders of several take them in one global order (ascending server
+    /// index, for late-bound reads), so no two can wait for each other;
+    /// `rank` tells lockdep that this nesting is intended. Process context
+    /// only, as `with`.
+    pub(crate) fn lock_nested(&self, rank: u32) -> Held<'_, T> {
+        // SAFETY: initialised in `new`; process context (the load path).
+        unsafe { rswap_rdma_mutex_lock_nested(self.lock.get(), rank) };
+        Held(self)
+    }
+}
+
+/// A locked [`Mutex`] (`lock_nested`); unlocked on drop.
+pub(crate) struct Held<'a, T>(&'a Mutex<T>);
+
+impl<T> Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the mutex: no one else reaches `data`.
+        unsafe { &*self.0.data.get() }
+    }
+}
+
+impl<T> DerefMut for Held<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `&mut self` is the only guard.
+        unsafe { &mut *self.0.data.get() }
+    }
+}
+
+impl<T> Drop for Held<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: locked by `lock_nested` in this task, unlocked once.
+        unsafe { bindings::mutex_unlock(self.0.lock.get()) };
     }
 }
 
@@ -657,6 +696,13 @@ pub(crate) struct Conn {
     first: u64,
     missing: u64,
     failed: u32,
+    /// A late-bound read (`post_late`) the device may still be doing: its
+    /// wr_id and the DMA address of `bounce`, which it reads into. Reaped
+    /// by `poll_late`, or by `settle` before the next request here, or
+    /// ended by `teardown` (the QP is gone).
+    late: Option<(u64, u64)>,
+    /// The page late-bound reads land in, allocated by the first.
+    bounce: Option<OwnedPage>,
     /// Its own PD, created once the device is known; Drop frees it after
     /// the QP and CQ that use it and before the CM id. One PD per
     /// connection: dropping a connection then releases everything it holds
@@ -710,6 +756,8 @@ impl Conn {
             first: 0,
             missing: 0,
             failed: 0,
+            late: None,
+            bounce: None,
             pd: None,
         };
         let dst = bindings::sockaddr_in {
@@ -896,6 +944,7 @@ impl Conn {
         if self.lost() {
             return Err(Failure::Disconnected);
         }
+        self.settle(timeout)?;
         let dir = op.dma_dir();
         let mut dma = [0u64; N];
         let mut mapped = 0;
@@ -951,6 +1000,33 @@ impl Conn {
         rkey: u32,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
+        let (first, posted, refused) = self.post_chain::<N>(lkey, dma, span, op, remotes, rkey);
+        if posted == 0 {
+            return Err(refused.unwrap_or(Failure::Post(code::EIO)));
+        }
+        if let Some(status) = self.reap(first, posted, jiffies() + timeout) {
+            if status == bindings::ib_wc_status_IB_WC_SUCCESS {
+                return refused.map_or(Ok(()), Err);
+            }
+            return Err(self.failed(op, status));
+        }
+        // The requests are still the device's: flush them before the pages go.
+        self.flush(op, timeout);
+        Err(Failure::Timeout)
+    }
+
+    /// Posts one request per mapped page of `dma` (its bytes `span`) as one
+    /// chain: the first wr_id, how many were posted (those before the one
+    /// the device refused, if it refused one), and why the rest were not.
+    fn post_chain<const N: usize>(
+        &mut self,
+        lkey: u32,
+        dma: &[u64],
+        span: Span,
+        op: Op,
+        remotes: &[u64],
+        rkey: u32,
+    ) -> (u64, usize, Option<Failure>) {
         let n = dma.len();
         let first = self.seq.wrapping_add(1);
         self.seq = self.seq.wrapping_add(n as u64);
@@ -986,34 +1062,37 @@ impl Conn {
         // the chain in `wr` and `sge` is only read during the call (kernel
         // verbs copy each request into the send queue).
         let r = unsafe { bindings::ib_post_send(self.qp, &wr[0].wr, &mut bad) };
-        let posted = if r == 0 {
-            n
-        } else {
-            // The refused request and those after it were not posted. A
-            // `bad` that names none of ours: assume all were, so that they
-            // are reaped or flushed before the pages go.
-            (0..n)
-                .find(|&i| ptr::eq(&wr[i].wr as *const bindings::ib_send_wr, bad))
-                .unwrap_or(n)
-        };
-        let refused = (r != 0).then(|| Failure::Post(Error::from_errno(r)));
-        if posted == 0 {
-            return Err(refused.unwrap_or(Failure::Post(code::EIO)));
+        if r == 0 {
+            return (first, n, None);
         }
-        if let Some(status) = self.reap(first, posted, jiffies() + timeout) {
-            if status == bindings::ib_wc_status_IB_WC_SUCCESS {
-                return refused.map_or(Ok(()), Err);
-            }
-            pr_err!(
-                "server {}: RDMA {} failed: completion status {}\n",
-                self.peer,
-                op.name(),
-                status
-            );
-            self.state.lost.store(true, Ordering::Release);
-            return Err(Failure::Completion(status));
-        }
-        // The requests are still the device's: flush them before the pages go.
+        // The refused request and those after it were not posted. A `bad`
+        // that names none of ours: assume all were, so that they are reaped
+        // or flushed before the pages go.
+        let posted = (0..n)
+            .find(|&i| ptr::eq(&wr[i].wr as *const bindings::ib_send_wr, bad))
+            .unwrap_or(n);
+        (first, posted, Some(Failure::Post(Error::from_errno(r))))
+    }
+
+    /// A request completed with error `status`: the QP is in the error
+    /// state, so the connection is lost.
+    fn failed(&mut self, op: Op, status: u32) -> Failure {
+        pr_err!(
+            "server {}: RDMA {} failed: completion status {}\n",
+            self.peer,
+            op.name(),
+            status
+        );
+        self.state.lost.store(true, Ordering::Release);
+        Failure::Completion(status)
+    }
+
+    /// The requests in `self.missing` did not complete in time: flushes
+    /// them (the QP to the error state, then their flush completions
+    /// awaited for another `timeout`), or destroys the QP if that fails.
+    /// Either way the device is then done with them, and the connection
+    /// is lost.
+    fn flush(&mut self, op: Op, timeout: u64) {
         pr_err!(
             "server {}: RDMA {} timed out; flushing the queue\n",
             self.peer,
@@ -1035,7 +1114,128 @@ impl Conn {
             );
             self.teardown();
         }
-        Err(Failure::Timeout)
+    }
+
+    /// Before a new request: waits for a late-bound read left in flight
+    /// (the straggler of a late-bound load, see `post_late`), at most
+    /// `timeout`, so that its send-queue entry and the bounce page are
+    /// free. Past that the queue is flushed, as for any request, and the
+    /// new request refused; if it failed, the queue is lost.
+    fn settle(&mut self, timeout: u64) -> core::result::Result<(), Failure> {
+        let (id, _) = match self.late {
+            Some(l) => l,
+            None => return Ok(()),
+        };
+        let r = match self.reap(id, 1, jiffies() + timeout) {
+            Some(status) if status == bindings::ib_wc_status_IB_WC_SUCCESS => Ok(()),
+            Some(status) => Err(self.failed(Op::Read, status)),
+            None => {
+                self.flush(Op::Read, timeout);
+                Err(Failure::Timeout)
+            }
+        };
+        self.end_late();
+        r
+    }
+
+    /// Unmaps the bounce page of the late-bound read, once the device is
+    /// done with it: its completion was reaped, or the QP destroyed.
+    fn end_late(&mut self) {
+        if let (Some((_, dma)), Some(pd)) = (self.late.take(), &self.pd) {
+            // SAFETY: mapped by `post_late` on this device with this size
+            // and direction, unmapped once (`late` is now None); the
+            // caller saw its completion or destroyed the QP.
+            unsafe { bindings::ib_dma_unmap_page(pd.device, dma, PAGE_SIZE, Op::Read.dma_dir()) };
+        }
+    }
+
+    /// Late binding (ec.rs): posts one RDMA READ of `len` bytes at
+    /// `remote` into this queue's bounce page, and returns without waiting
+    /// for it. `poll_late` reaps it, and `late_bytes` then gives what it
+    /// read. Its caller may also leave it in flight and release the queue
+    /// (it had enough chunks from other servers): the next request here
+    /// waits for it first (`settle`), and `teardown` ends it.
+    pub(crate) fn post_late(
+        &mut self,
+        len: u32,
+        remote: u64,
+        rkey: u32,
+        timeout: u64,
+    ) -> core::result::Result<(), Failure> {
+        let (device, lkey) = match &self.pd {
+            Some(pd) if !self.qp.is_null() => (pd.device, pd.lkey()),
+            _ => return Err(Failure::TornDown),
+        };
+        if self.lost() {
+            return Err(Failure::Disconnected);
+        }
+        if len as usize > PAGE_SIZE {
+            return Err(Failure::Post(code::EINVAL));
+        }
+        self.settle(timeout)?;
+        if self.bounce.is_none() {
+            self.bounce = Some(OwnedPage::alloc(GFP_SWAPOUT).map_err(Failure::Post)?);
+        }
+        let page = match self.bounce.as_mut() {
+            Some(b) => b.borrow_mut(),
+            None => return Err(Failure::Post(code::ENOMEM)),
+        };
+        let dir = Op::Read.dma_dir();
+        // SAFETY: the bounce page is ours and lives as long as the Conn;
+        // `device` is the device of our QP and PD. Unmapped by `end_late`
+        // once the device is done with it.
+        let dma = unsafe { bindings::ib_dma_map_page(device, page.as_ptr(), 0, PAGE_SIZE, dir) };
+        // SAFETY: checks the address just returned, on the same device.
+        if unsafe { bindings::ib_dma_mapping_error(device, dma) } != 0 {
+            return Err(Failure::Post(code::EIO));
+        }
+        let span = Span { offset: 0, len };
+        let (first, posted, refused) =
+            self.post_chain::<1>(lkey, &[dma], span, Op::Read, &[remote], rkey);
+        if posted == 0 {
+            // SAFETY: the device never saw the request: unmap what we
+            // mapped above, with the same size and direction.
+            unsafe { bindings::ib_dma_unmap_page(device, dma, PAGE_SIZE, dir) };
+            return Err(refused.unwrap_or(Failure::Post(code::EIO)));
+        }
+        self.late = Some((first, dma));
+        self.first = first;
+        self.missing = 1;
+        self.failed = bindings::ib_wc_status_IB_WC_SUCCESS;
+        Ok(())
+    }
+
+    /// Polls the CQ once for the late-bound read, without waiting: None
+    /// while it is in flight (or there is none), Some(Ok) once it read its
+    /// bytes (`late_bytes`), Some(Err) if it failed (the queue is lost).
+    pub(crate) fn poll_late(&mut self) -> Option<core::result::Result<(), Failure>> {
+        self.late?;
+        // A deadline already past: reaps what the CQ holds, then returns.
+        let status = self.reap_missing(jiffies().wrapping_sub(1))?;
+        self.end_late();
+        if status == bindings::ib_wc_status_IB_WC_SUCCESS {
+            Some(Ok(()))
+        } else {
+            Some(Err(self.failed(Op::Read, status)))
+        }
+    }
+
+    /// Sleeps until this queue's next completion, at most `jiffies`: for a
+    /// late-bound load waiting on several queues.
+    pub(crate) fn wait_late(&self, jiffies: u64) {
+        if let (Some(events), false) = (&self.events, self.cq.is_null()) {
+            events.wait(self.cq, jiffies);
+        }
+    }
+
+    /// Runs `f` on the first `len` bytes the late-bound read brought, once
+    /// `poll_late` said it did.
+    pub(crate) fn late_bytes<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if self.late.is_some() {
+            return None;
+        }
+        let page = self.bounce.as_mut()?.borrow_mut();
+        Some(page.with_bytes(|b| f(&b[..len.min(PAGE_SIZE)])))
     }
 
     /// Polls the CQ until the completions of the `count` requests from
@@ -1146,6 +1346,8 @@ impl Conn {
         // for a null QP under it) never touches the QP after this.
         unsafe { bindings::rdma_destroy_qp(self.id) };
         self.qp = ptr::null_mut();
+        // The device no longer reads into the bounce page.
+        self.end_late();
     }
 }
 
@@ -1369,6 +1571,7 @@ pub(crate) mod params {
         fn rswap_rdma_param_async_loads() -> bool;
         fn rswap_rdma_param_readahead_depth() -> c_uint;
         fn rswap_rdma_param_poll_us() -> c_uint;
+        fn rswap_rdma_param_late_binding() -> bool;
         fn rswap_rdma_param_repair_mib_s() -> c_uint;
     }
 
@@ -1424,6 +1627,12 @@ pub(crate) mod params {
     pub(crate) fn async_loads() -> bool {
         // SAFETY: as above.
         unsafe { rswap_rdma_param_async_loads() }
+    }
+
+    /// `late_binding=`, writable at run time: read at each load.
+    pub(crate) fn late_binding() -> bool {
+        // SAFETY: reads a module parameter (READ_ONCE in the glue).
+        unsafe { rswap_rdma_param_late_binding() }
     }
 
     pub(crate) fn poll_us() -> u32 {

@@ -69,11 +69,15 @@ MODULE_PARM_DESC(readahead_depth, "Reads ahead in flight at once on a readahead 
 
 static char *redundancy;
 module_param(redundancy, charp, 0444);
-MODULE_PARM_DESC(redundancy, "none (the default): one copy of each page; mirror: a second copy on another server, so that losing one server loses no page");
+MODULE_PARM_DESC(redundancy, "none (the default): one copy of each page; mirror: a second copy on another server; ec:K+1 (K = 2 or 4): K data chunks and their XOR parity on K+1 servers. Losing one server then loses no page");
 
 static unsigned int repair_mib_s = 8;
 module_param(repair_mib_s, uint, 0444);
-MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror, how fast pages that lost a copy get a new one, at most, in MiB/s (1-160, default 8); repair also takes at most 50 ms of each 100 ms recovery period");
+MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror or ec, how fast pages that lost a copy get a new one, at most, in MiB/s (1-160, default 8); repair also takes at most 50 ms of each 100 ms recovery period");
+
+static bool late_binding = true;
+module_param(late_binding, bool, 0644);
+MODULE_PARM_DESC(late_binding, "With redundancy=ec:K+1, a fault reads all K+1 chunks at once and rebuilds the page from the first K to arrive (Hydra's late binding; default Y); N reads the K data chunks one after another; writable at run time");
 
 static unsigned int poll_us = 2000;
 module_param(poll_us, uint, 0444);
@@ -134,6 +138,8 @@ bool rswap_rdma_param_async_loads(void);
 bool rswap_rdma_param_async_loads(void) { return async_loads; }
 unsigned int rswap_rdma_param_readahead_depth(void);
 unsigned int rswap_rdma_param_readahead_depth(void) { return readahead_depth; }
+bool rswap_rdma_param_late_binding(void);
+bool rswap_rdma_param_late_binding(void) { return READ_ONCE(late_binding); }
 unsigned int rswap_rdma_param_poll_us(void);
 unsigned int rswap_rdma_param_poll_us(void) { return poll_us; }
 unsigned int rswap_rdma_param_repair_mib_s(void);
@@ -170,6 +176,13 @@ void rswap_rdma_mutex_lock(struct mutex *lock);
 void rswap_rdma_mutex_lock(struct mutex *lock)
 {
 	mutex_lock(lock);
+}
+
+/* Late-bound reads hold a read queue of each of several servers at once. */
+void rswap_rdma_mutex_lock_nested(struct mutex *lock, unsigned int subclass);
+void rswap_rdma_mutex_lock_nested(struct mutex *lock, unsigned int subclass)
+{
+	mutex_lock_nested(lock, subclass);
 }
 
 void rswap_rdma_mutex_destroy(struct mutex *lock);

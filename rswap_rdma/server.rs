@@ -693,6 +693,65 @@ impl Server {
         }
     }
 
+    /// Late binding (ec.rs): this CPU's read queue, if the server is up
+    /// in generation `gen` and the queue is not known broken.
+    pub(crate) fn late_queue(&self, gen: u32) -> Option<&Queue> {
+        if self.slots.state() != (gen, Health::Up) {
+            return None;
+        }
+        self.queues.for_cpu(Class::Read).filter(|q| !q.broken())
+    }
+
+    /// Posts a late-bound read of `slot` (generation `gen`, a slot's
+    /// worth) on `conn`, the connection of the queue `late_queue` gave,
+    /// which the caller holds. Refused (`Stale`) if the server's pages
+    /// were retired meanwhile.
+    pub(crate) fn post_late(
+        &self,
+        conn: &mut Option<Conn>,
+        slot: u32,
+        gen: u32,
+    ) -> core::result::Result<(), Failure> {
+        let c = conn.as_mut().ok_or(Failure::TornDown)?;
+        if self.slots.state() != (gen, Health::Up) {
+            return Err(Failure::Stale);
+        }
+        let (remote, rkey) = self.target(slot).ok_or(Failure::Stale)?;
+        c.post_late(self.unit, remote, rkey, self.timeout)
+    }
+
+    /// A late-bound read on queue `q` ended with `r`, `ns` after it was
+    /// posted: counted, or its failure handled as any request's (the queue
+    /// is rebuilt, the server reconnecting). True if what it read is
+    /// slot's of generation `gen` (a new generation may mean a new region).
+    pub(crate) fn end_late(
+        &self,
+        q: &Queue,
+        r: core::result::Result<(), Failure>,
+        gen: u32,
+        ns: u64,
+    ) -> bool {
+        match r {
+            Ok(()) => {
+                self.stats.count(Count::Reads, 1);
+                self.stats.count(Count::TimedReads, 1);
+                self.stats.read_took(ns);
+                self.slots.gen() == gen
+            }
+            Err(Failure::Stale) => false,
+            Err(f) => {
+                q.set_broken();
+                self.trouble(f);
+                false
+            }
+        }
+    }
+
+    /// The bound on one request, in jiffies (`timeout_ms`).
+    pub(crate) fn timeout(&self) -> u64 {
+        self.timeout
+    }
+
     /// Measures the server's loaded read latency with one RDMA READ of
     /// the first slot of our region into `page`, a bounce page (the bytes
     /// are not used), counted in `probes`, not in `reads`. A failure is

@@ -5,12 +5,15 @@
 #    every page (rswap_rdma's counts), and memserver's own count of our
 #    pages holding data is 1.5x the pages held, the design's (K+1)/K.
 # 2. Memory node 3's memserver is killed (-9) while walker ea reads
-#    everything back: loads rebuild node 3's data chunks from the parity
-#    (no SIGBUS, every byte verifies). Its supervisor restarts it with a
+#    everything back with late binding (each load asks for all three
+#    chunks and uses the first two to arrive; node 3's reads die in
+#    flight): loads rebuild node 3's data chunks from the parity (no
+#    SIGBUS, every byte verifies). Its supervisor restarts it with a
 #    fresh pool; the kernel sees the new session and declares node 3's
 #    chunks gone, and repair gives every page its lost chunk again, on
 #    node 3 (the only node holding none of the page's chunks): each node
-#    holds a chunk of every page again; walker eb verifies.
+#    holds a chunk of every page again; walker eb verifies, with late
+#    binding off (the data chunks read one after the other).
 # 3. Memory nodes 2 and 3 go dark together past the bound: walker c's
 #    pages lost two chunks of three, more than the one parity covers, so
 #    they are lost: its loads fail (SIGBUS; it reads with --lost-ok and
@@ -31,13 +34,6 @@ load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=32 timeou
 	redundancy=ec:2+1 node_id=$NODE || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 mkdir -p "$CG" && echo 6M >"$CG/memory.max"
-resumed() { # resumed <name> <pid>: lets it read its pages back; its exit status
-	touch "/tmp/go$1"
-	wait "$2"
-	local rc=$?
-	cat "/tmp/$1.out"
-	return $rc
-}
 estat() { stat "rswap_rdma/ec_$1"; }
 chunks() { note "chunks on nodes 1-3: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) for $(stat rswap/pages_held) pages held"; }
 
@@ -66,7 +62,9 @@ k3=$!
 resumed ea $ea
 expect "(2) walker a: no SIGBUS (exit 0)" "$?" -eq 0
 expect "(2) walker a: every byte verified" "$(resultval /tmp/ea.out mismatches)" -eq 0
-expect "(2) loads rebuilt chunks from the parity" "$(estat rebuilt)" -gt 0
+note "(2) late binding: $(estat late) loads late-bound, $(estat late_parity) of them with the parity before a data chunk; $(estat late_fallback) read the ordinary way, $(estat rebuilt) of those rebuilt"
+expect "(2) loads were late-bound" "$(estat late)" -gt 0
+expect "(2) loads rebuilt chunks from the parity" "$(($(estat rebuilt) + $(estat late_parity)))" -gt 0
 wait $k3
 i=0
 while { [ "$(rstat 2 lost_pages)" -eq 0 ] || [ "$(rstat 2 up)" != 1 ]; } && [ $i -lt 60 ]; do sleep 1; i=$((i + 1)); done
@@ -87,9 +85,13 @@ chunks
 for n in 0 1 2; do
 	expect "(2) node $((n + 1)) holds a chunk of every page again" "$(rstat $n pages)" -eq "$held"
 done
+echo 0 >/sys/module/rswap_rdma/parameters/late_binding
+late=$(estat late)
 resumed eb $eb
 expect "(2) walker b: no SIGBUS (exit 0)" "$?" -eq 0
 expect "(2) walker b: every byte verified" "$(resultval /tmp/eb.out mismatches)" -eq 0
+expect "(2) walker b's loads were not late-bound (late_binding=0)" "$(estat late)" -eq "$late"
+echo 1 >/sys/module/rswap_rdma/parameters/late_binding
 
 # 3.
 walker ec --mib 6 --seed 33 --random-passes 0 --lost-ok
