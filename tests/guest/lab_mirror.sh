@@ -27,11 +27,8 @@ swap_on || fail "swapon"
 mkdir -p "$CG" && echo 8M >"$CG/memory.max"
 # Resumes walker <name> (pid <pid>) and checks it read every byte back.
 verified() { # verified <name> <pid>
-	touch "/tmp/go$1"
-	wait "$2"
-	local rc=$?
-	cat "/tmp/$1.out"
-	expect "walker $1: no SIGBUS (exit 0)" "$rc" -eq 0
+	resumed "$1" "$2"
+	expect "walker $1: no SIGBUS (exit 0)" "$?" -eq 0
 	expect "walker $1: every byte verified" "$(resultval "/tmp/$1.out" mismatches)" -eq 0
 }
 copies() { echo $(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages))); }

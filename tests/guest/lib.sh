@@ -159,6 +159,13 @@ walker() { # walker <name> <pagewalker args...>
 	rm -f "/tmp/go$name"
 	sh -c "echo \$\$ >$CG/cgroup.procs && exec /bin/pagewalker $* --pause /tmp/go$name" >"/tmp/$name.out" 2>&1 &
 }
+resumed() { # resumed <name> <pid>: lets it read its pages back, prints its output; its exit status
+	touch "/tmp/go$1"
+	wait "$2"
+	local rc=$?
+	cat "/tmp/$1.out"
+	return $rc
+}
 paused() { # paused <name>: until it has written its pages (300 s at most)
 	local i=0
 	while ! grep -q "paused until" "/tmp/$1.out" 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
