@@ -30,7 +30,7 @@ val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 served() {
 	case $(val redundancy "$1") in
 	mirror) val failovers "$1" ;;
-	ec:*) val rebuilt "$1" ;;
+	ec:*) echo $(($(val rebuilt "$1") + $(val late_parity "$1"))) ;;
 	*) echo - ;;
 	esac
 }
@@ -278,13 +278,17 @@ done
 		echo "pass, one random), redundancy=none, mirror and ec:2+1; degraded: the compute node's link-2 RDMA device"
 		echo "removed after the write phase. Overhead: pieces (copies or chunks) per page held (rswap_rdma) and memserver's"
 		echo "own pages holding data per page held. Repair: from node 2's pieces declared gone until no page is short of one,"
-		echo "per GiB of pages re-protected. Served by the other pieces: mirror's failovers, ec's loads rebuilt from the parity."
+		echo "per GiB of pages re-protected. Served by the other pieces: mirror's failovers, ec's loads rebuilt from the parity"
+		echo "(a chunk unreachable, or with late binding one that came after the parity). ec late binding: each fault reads all"
+		echo "three chunks and uses the first two to arrive; without it, the two data chunks one after the other."
 		echo
 		echo "| redundancy | state | swap-out MiB/s | swap-in MiB/s | fault p50 us | fault p99 us | pieces / page | memserver pages / page | loads served by the other pieces | repair s per GiB | pages lost | mismatches |"
 		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 		while read -r l; do
 			[ -n "$l" ] || continue
-			echo "| $(val redundancy "$l") | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(served "$l") | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
+			name=$(val redundancy "$l")
+			case $name/$(val late_binding "$l") in ec:*/1) name="$name, late binding" ;; ec:*/0) name="$name, no late binding" ;; esac
+			echo "| $name | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(served "$l") | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
 		done <<<"$redundancy"
 	fi
 	if [ -n "$perf" ]; then

@@ -13,19 +13,32 @@
 # - repair (mirror, ec): from node 2's pieces being declared lost until no
 #   page is short of one, in s per GiB of pages re-protected, by the kernel
 #   log's own timestamps (repair runs while the walker reads, as it would).
+# - late binding: ec:2+1 runs with late_binding=1 (each fault reads all
+#   three chunks and uses the first two) and, healthy only, with
+#   late_binding=0 (the two data chunks one after the other).
+# Each run has its own node_id: a degraded run's session on node 2 (whose
+# device was removed) lingers there until its grace ends, and a reused id
+# would be refused meanwhile.
 # One RSWAP-BENCH-REDUNDANCY line per run.
 . /tests/lib.sh
 MIB=$(param rswap.mib)
 MIB=${MIB:-24}
-NODE=0x62656e6368
+run=0
 mkdir -p "$CG"
-now() { date +%s.%N; }
+# busybox date has whole seconds only.
+now() { cut -d' ' -f1 /proc/uptime; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-for red in none mirror ec:2+1; do
+for red in none mirror ec:2+1 ec:2+1/nolate; do
+	late=1
+	case $red in */nolate) late=0 red=${red%/*} ;; esac
 	pfx=${red%%:*}
-	for state in healthy degraded; do
+	states="healthy degraded"
+	[ $late = 0 ] && states=healthy
+	for state in $states; do
+		run=$((run + 1))
+		NODE=$(printf '0x62656e63%02x' $run)
 		load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=64 timeout_ms=1000 \
-			loss_timeout_s=3 redundancy=$red node_id=$NODE || fail "insmod ($red)"
+			loss_timeout_s=3 redundancy=$red node_id=$NODE late_binding=$late || fail "insmod ($red)"
 		swap_on || fail "swapon"
 		echo 8M >"$CG/memory.max"
 		rm -f /tmp/go /tmp/walk.out
@@ -70,7 +83,7 @@ for red in none mirror ec:2+1; do
 				note "repair: $rep copies; no finished repair pass in the kernel log to time it by"
 			fi
 		fi
-		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) rebuilt=$(stat rswap_rdma/ec_rebuilt) repaired=$(stat rswap_rdma/${pfx}_repaired) $(cat /tmp/walk)"
+		echo "RSWAP-BENCH-REDUNDANCY redundancy=$red late_binding=$late state=$state held=$held copies=$copies memserver_pages=$used swapout_mib_s=$(awk -v p="$out" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.2f", p / 256 / s }') write_s=$(secs "$t0" "$t1") read_s=$(secs "$r0" "$r1") repair_s_per_gib=$repair_s failovers=$(stat rswap_rdma/mirror_failovers) rebuilt=$(stat rswap_rdma/ec_rebuilt) late=$(stat rswap_rdma/ec_late) late_parity=$(stat rswap_rdma/ec_late_parity) late_fallback=$(stat rswap_rdma/ec_late_fallback) repaired=$(stat rswap_rdma/${pfx}_repaired) $(cat /tmp/walk)"
 		expect "$red $state: no page came back wrong" "$(walkval mismatches)" -eq 0
 		[ $red != none ] && expect "$red $state: no page lost" "$(walkval lost)" -eq 0
 		swapoff "$SWAPDEV" 2>/dev/null || note "swapoff ($red $state): status $?"
