@@ -45,7 +45,8 @@
 //!   bounce page, never in the task's page, because any one of them may
 //!   be the straggler: the straggler is left in flight when the load
 //!   returns, and the next request on its queue waits for it first
-//!   (rdma.rs `Conn::settle`). The price: one more read per load, and a
+//!   (rdma.rs `Conn::settle`), but a late-bound load does without that
+//!   queue's chunk instead. The price: one more read per load, and a
 //!   copy of each chunk. Without late binding, or when a server is not
 //!   up, the data chunks are read one after another ([`Ec::load`]).
 
@@ -75,7 +76,9 @@ pub(crate) struct Ec {
     /// Key -> where chunk `j` is, for j in 1..=k (`chunks[j - 1]`; chunk
     /// `k` is the parity).
     chunks: Vec<Placement>,
-    /// Loads that rebuilt a data chunk from the parity.
+    /// Loads read the ordinary way that rebuilt a data chunk from the
+    /// parity (a chunk unreachable); late-bound loads that used the parity
+    /// are in `late_parity`.
     pub(crate) rebuilt: AtomicU64,
     /// Stores refused because K+1 servers could not take the chunks.
     pub(crate) refused: AtomicU64,
@@ -440,8 +443,10 @@ impl Ec {
     /// arrive. Each chunk lands in its queue's bounce page and is copied
     /// into `page`: the straggler, left in flight, never writes into it.
     /// A read that fails is handled as any (its server reconnecting).
-    /// false if the page could not be had this way (a server not up, a
-    /// queue broken, fewer than K chunks within `timeout_ms`): the caller
+    /// A queue where an earlier load's straggler is still in flight is
+    /// done without. false if the page could not be had this way (a
+    /// server not up, a queue broken, fewer than K chunks posted or
+    /// arrived within `timeout_ms`): the caller
     /// then reads it the ordinary way, which waits for reconnecting
     /// servers and says when a page is lost.
     fn load_late(&self, servers: &[Server], places: &Places, page: &mut PageRef) -> bool {
@@ -457,24 +462,40 @@ impl Ec {
         let timeout = servers[places[0].server].timeout();
         let mut order = [0, 1, 2, 3, 4];
         order[..n].sort_unstable_by_key(|&j| places[j].server);
+        // Distinct servers, as store and repair place them; two chunks on
+        // one would lock its queue twice.
+        if order[..n]
+            .windows(2)
+            .any(|w| places[w[0]].server == places[w[1]].server)
+        {
+            return false;
+        }
         let mut held: [Option<Held<'_, Option<Conn>>>; MAX_CHUNKS] = Default::default();
         for (rank, &j) in order[..n].iter().enumerate() {
             held[j] = queues[j].map(|q| q.hold(rank as u32));
         }
-        let t0 = rdma::now_ns();
-        // Per chunk: posted; how it ended (None while in flight) and when.
+        // Per chunk: posted, and when; how it ended (None while in flight)
+        // and how long it took.
         let mut posted = [false; MAX_CHUNKS];
+        let mut sent = [0u64; MAX_CHUNKS];
         let mut ended = [None; MAX_CHUNKS];
         let mut took = [0u64; MAX_CHUNKS];
         for j in 0..n {
             let p = places[j];
             if let Some(h) = held[j].as_mut() {
+                // An earlier load's straggler still in flight there: do
+                // without this chunk rather than wait for it.
+                if h.as_mut().map_or(false, |c| c.straggling()) {
+                    continue;
+                }
+                sent[j] = rdma::now_ns();
                 match servers[p.server].post_late(h, p.slot, p.gen) {
                     Ok(()) => posted[j] = true,
                     Err(f) => ended[j] = Some(Err(f)),
                 }
             }
         }
+        let t0 = rdma::now_ns();
         let deadline = rdma::jiffies().wrapping_add(timeout);
         let got = loop {
             let (mut got, mut flying, mut wait_on) = (0, 0, None);
@@ -483,7 +504,7 @@ impl Ec {
                     if let Some(c) = held[j].as_mut().and_then(|h| h.as_mut()) {
                         if let Some(r) = c.poll_late() {
                             ended[j] = Some(r);
-                            took[j] = rdma::now_ns().saturating_sub(t0);
+                            took[j] = rdma::now_ns().saturating_sub(sent[j]);
                         }
                     }
                 }
@@ -500,11 +521,18 @@ impl Ec {
             if got >= k || got + flying < k || rdma::after(rdma::jiffies(), deadline) {
                 break got;
             }
+            // Spin over the CQs for `poll_us`, as a lone read does; then
+            // sleep until one of them completes, a jiffy at most, and poll
+            // them all again.
             if let Some(c) = wait_on
                 .and_then(|j| held[j].as_ref())
                 .and_then(|h| h.as_ref())
             {
-                c.wait_late(1);
+                if c.spins(t0) {
+                    core::hint::spin_loop();
+                } else {
+                    c.wait_late(1);
+                }
             }
         };
         let arrived = |j: usize| matches!(ended[j], Some(Ok(())));

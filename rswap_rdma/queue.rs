@@ -319,6 +319,7 @@ impl Failure {
     pub(crate) fn errno(self) -> Error {
         match self {
             Failure::Disconnected | Failure::TornDown | Failure::Stale => code::ECONNRESET,
+            Failure::Busy => code::EAGAIN,
             Failure::Post(e) => e,
             Failure::Completion(_) => code::EIO,
             Failure::Timeout => code::ETIMEDOUT,
@@ -331,6 +332,7 @@ impl Failure {
             Failure::Disconnected => "a queue was disconnected",
             Failure::TornDown => "a queue was destroyed after a lost request",
             Failure::Stale => "a request was no longer current",
+            Failure::Busy => "no memory for a bounce page",
             Failure::Post(_) => "posting a request failed",
             Failure::Completion(_) => "an RDMA request failed",
             Failure::Timeout => "an RDMA request timed out",

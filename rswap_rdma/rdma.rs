@@ -18,7 +18,11 @@
 //! kernel only when the device can no longer touch it, that is when the
 //! completion of its request has been reaped (successful, in error, or
 //! flushed), or when the QP that carried it has been destroyed.
-//! [`Conn::transfer`] never returns before one of those has happened.
+//! [`Conn::transfer`] never returns before one of those has happened. The
+//! one request that may outlive its caller is a late-bound read
+//! ([`Conn::post_late`]): it reads into the connection's own bounce page,
+//! which stays mapped until the next request there reaps it
+//! (`Conn::settle`) or the QP is destroyed (`Conn::teardown`).
 
 use crate::ffi::{try_box, OwnedPage, PageRef, GFP_SWAPOUT, PAGE_SIZE};
 use core::cell::UnsafeCell;
@@ -219,7 +223,8 @@ pub(crate) enum LockClass {
 /// A value behind a kernel `struct mutex`.
 ///
 /// Why a mutex: a queue is held across a whole network round trip (post,
-/// then poll for the completion, up to twice `timeout_ms`), so it must be a
+/// then poll for the completion, up to twice `timeout_ms`, and a late-bound
+/// straggler's before that), so it must be a
 /// sleeping lock, and the store/load paths run in process context where
 /// sleeping is allowed (they already called cond_resched). A `struct
 /// mutex` is the kernel's sleeping lock: lockdep checks its ordering
@@ -280,12 +285,13 @@ impl<T> Mutex<T> {
     pub(crate) fn lock_nested(&self, rank: u32) -> Held<'_, T> {
         // SAFETY: initialised in `new`; process context (the load path).
         unsafe { rswap_rdma_mutex_lock_nested(self.lock.get(), rank) };
-        Held(self)
+        Held(self, core::marker::PhantomData)
     }
 }
 
-/// A locked [`Mutex`] (`lock_nested`); unlocked on drop.
-pub(crate) struct Held<'a, T>(&'a Mutex<T>);
+/// A locked [`Mutex`] (`lock_nested`); unlocked on drop, by the task that
+/// locked it (the marker keeps it from moving to another thread).
+pub(crate) struct Held<'a, T>(&'a Mutex<T>, core::marker::PhantomData<*mut ()>);
 
 impl<T> Deref for Held<'_, T> {
     type Target = T;
@@ -661,6 +667,9 @@ pub(crate) enum Failure {
     /// Refused under the queue's lock before posting: what the request
     /// was for is no longer current (the server's pages were retired).
     Stale,
+    /// Not posted for a passing reason of ours (no memory for a bounce
+    /// page): the queue and its server are fine.
+    Busy,
     /// The page could not be mapped or the request posted; the device
     /// never saw it.
     Post(Error),
@@ -669,6 +678,18 @@ pub(crate) enum Failure {
     Completion(u32),
     /// No completion in time: the request was flushed, or the QP torn down.
     Timeout,
+}
+
+/// Requests to post as one chain: one per mapped page of `dma` (its bytes
+/// `span`), `op` at `remotes[i]` in the region of `rkey`.
+#[derive(Clone, Copy)]
+struct Chain<'a> {
+    lkey: u32,
+    dma: &'a [u64],
+    span: Span,
+    op: Op,
+    remotes: &'a [u64],
+    rkey: u32,
 }
 
 /// One reliable connection with its own CQ; torn down on drop. Used by one
@@ -703,6 +724,9 @@ pub(crate) struct Conn {
     late: Option<(u64, u64)>,
     /// The page late-bound reads land in, allocated by the first.
     bounce: Option<OwnedPage>,
+    /// The last late-bound read was reaped by `poll_late`, successful: the
+    /// bounce page holds its bytes (`late_bytes`).
+    fresh: bool,
     /// Its own PD, created once the device is known; Drop frees it after
     /// the QP and CQ that use it and before the CM id. One PD per
     /// connection: dropping a connection then releases everything it holds
@@ -758,6 +782,7 @@ impl Conn {
             failed: 0,
             late: None,
             bounce: None,
+            fresh: false,
             pd: None,
         };
         let dst = bindings::sockaddr_in {
@@ -962,7 +987,15 @@ impl Conn {
             mapped += 1;
         }
         if r.is_ok() {
-            r = self.post_and_wait::<N>(lkey, &dma[..n], span, op, remotes, rkey, timeout);
+            let chain = Chain {
+                lkey,
+                dma: &dma[..n],
+                span,
+                op,
+                remotes,
+                rkey,
+            };
+            r = self.post_and_wait::<N>(&chain, timeout);
         }
         for &d in &dma[..mapped] {
             // SAFETY: unmaps what we mapped above, with the same device,
@@ -989,18 +1022,13 @@ impl Conn {
     ///   `timeout`; if moving to error fails or they are not all seen in
     ///   time, the QP is destroyed (`teardown`), which waits for the device
     ///   to stop using it. The connection is then refused for good.
-    #[allow(clippy::too_many_arguments)]
     fn post_and_wait<const N: usize>(
         &mut self,
-        lkey: u32,
-        dma: &[u64],
-        span: Span,
-        op: Op,
-        remotes: &[u64],
-        rkey: u32,
+        chain: &Chain<'_>,
         timeout: u64,
     ) -> core::result::Result<(), Failure> {
-        let (first, posted, refused) = self.post_chain::<N>(lkey, dma, span, op, remotes, rkey);
+        let op = chain.op;
+        let (first, posted, refused) = self.post_chain::<N>(chain);
         if posted == 0 {
             return Err(refused.unwrap_or(Failure::Post(code::EIO)));
         }
@@ -1015,19 +1043,19 @@ impl Conn {
         Err(Failure::Timeout)
     }
 
-    /// Posts one request per mapped page of `dma` (its bytes `span`) as one
-    /// chain: the first wr_id, how many were posted (those before the one
-    /// the device refused, if it refused one), and why the rest were not.
-    fn post_chain<const N: usize>(
-        &mut self,
-        lkey: u32,
-        dma: &[u64],
-        span: Span,
-        op: Op,
-        remotes: &[u64],
-        rkey: u32,
-    ) -> (u64, usize, Option<Failure>) {
-        let n = dma.len();
+    /// Posts `chain` (at most `N` requests): the first wr_id, how many
+    /// were posted (those before the one the device refused, if it refused
+    /// one), and why the rest were not.
+    fn post_chain<const N: usize>(&mut self, chain: &Chain<'_>) -> (u64, usize, Option<Failure>) {
+        let Chain {
+            lkey,
+            dma,
+            span,
+            op,
+            remotes,
+            rkey,
+        } = *chain;
+        let n = dma.len().min(N);
         let first = self.seq.wrapping_add(1);
         self.seq = self.seq.wrapping_add(n as u64);
         // SAFETY: zeroed is a valid ib_sge and ib_rdma_wr to fill in.
@@ -1122,6 +1150,7 @@ impl Conn {
     /// free. Past that the queue is flushed, as for any request, and the
     /// new request refused; if it failed, the queue is lost.
     fn settle(&mut self, timeout: u64) -> core::result::Result<(), Failure> {
+        self.fresh = false;
         let (id, _) = match self.late {
             Some(l) => l,
             None => return Ok(()),
@@ -1174,11 +1203,12 @@ impl Conn {
         }
         self.settle(timeout)?;
         if self.bounce.is_none() {
-            self.bounce = Some(OwnedPage::alloc(GFP_SWAPOUT).map_err(Failure::Post)?);
+            // Memory is short: not the server's fault, so not a failure.
+            self.bounce = Some(OwnedPage::alloc(GFP_SWAPOUT).map_err(|_| Failure::Busy)?);
         }
         let page = match self.bounce.as_mut() {
             Some(b) => b.borrow_mut(),
-            None => return Err(Failure::Post(code::ENOMEM)),
+            None => return Err(Failure::Busy),
         };
         let dir = Op::Read.dma_dir();
         // SAFETY: the bounce page is ours and lives as long as the Conn;
@@ -1189,9 +1219,15 @@ impl Conn {
         if unsafe { bindings::ib_dma_mapping_error(device, dma) } != 0 {
             return Err(Failure::Post(code::EIO));
         }
-        let span = Span { offset: 0, len };
-        let (first, posted, refused) =
-            self.post_chain::<1>(lkey, &[dma], span, Op::Read, &[remote], rkey);
+        let chain = Chain {
+            lkey,
+            dma: &[dma],
+            span: Span { offset: 0, len },
+            op: Op::Read,
+            remotes: &[remote],
+            rkey,
+        };
+        let (first, posted, refused) = self.post_chain::<1>(&chain);
         if posted == 0 {
             // SAFETY: the device never saw the request: unmap what we
             // mapped above, with the same size and direction.
@@ -1214,6 +1250,7 @@ impl Conn {
         let status = self.reap_missing(jiffies().wrapping_sub(1))?;
         self.end_late();
         if status == bindings::ib_wc_status_IB_WC_SUCCESS {
+            self.fresh = true;
             Some(Ok(()))
         } else {
             Some(Err(self.failed(Op::Read, status)))
@@ -1228,10 +1265,28 @@ impl Conn {
         }
     }
 
+    /// Whether a late-bound read from an earlier load is still in flight
+    /// here (polled once, without waiting): a load then does without this
+    /// queue rather than wait for it.
+    pub(crate) fn straggling(&mut self) -> bool {
+        if self.late.is_none() {
+            return false;
+        }
+        let ended = self.poll_late().is_some();
+        self.fresh = false;
+        !ended
+    }
+
+    /// Whether a waiter that began at `since` (`now_ns`) should still spin
+    /// on the CQs rather than sleep (`poll_us`, see `reap_missing`).
+    pub(crate) fn spins(&self, since: u64) -> bool {
+        self.spin_ns > 0 && !need_resched() && now_ns().saturating_sub(since) < self.spin_ns
+    }
+
     /// Runs `f` on the first `len` bytes the late-bound read brought, once
     /// `poll_late` said it did.
     pub(crate) fn late_bytes<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        if self.late.is_some() {
+        if !self.fresh {
             return None;
         }
         let page = self.bounce.as_mut()?.borrow_mut();
@@ -1271,8 +1326,8 @@ impl Conn {
                 let id = unsafe { wc.__bindgen_anon_1.wr_id };
                 let i = id.wrapping_sub(self.first);
                 // Not ours (nothing else should be outstanding: every
-                // batch is reaped or its QP destroyed before the next):
-                // skip it.
+                // batch, and a late-bound straggler, is reaped or its QP
+                // destroyed before the next): skip it.
                 if i < 64 && self.missing & (1 << i) != 0 {
                     self.missing &= !(1 << i);
                     if wc.status != bindings::ib_wc_status_IB_WC_SUCCESS

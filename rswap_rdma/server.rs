@@ -738,7 +738,7 @@ impl Server {
                 self.stats.read_took(ns);
                 self.slots.gen() == gen
             }
-            Err(Failure::Stale) => false,
+            Err(Failure::Stale | Failure::Busy) => false,
             Err(f) => {
                 q.set_broken();
                 self.trouble(f);
