@@ -4,7 +4,7 @@
 # figures to tests/results.md with the date and kernel version.
 # Usage: scripts/bench.sh [modes...]
 #   modes: disk zswap dram rdma1 rdma2 rdma2_slow perftest policies tight mixed prefetch prefetch_random
-#   reclaim redundancy (default: the first seven; the others have their own tables)
+#   reclaim redundancy late_binding (default: the first seven; the others have their own tables)
 # The disk mode opens the swap image with cache=none (O_DIRECT): a disk,
 # not the host's page cache.
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +21,7 @@ prefetch_random=""
 perf4k=""
 reclaim=""
 redundancy=""
+late_binding=""
 timeline=""
 trap 'lab_stop' EXIT
 
@@ -110,6 +111,13 @@ for mode in "${MODES[@]}"; do
 		BENCH_ARGS="rswap.mib=24" lab_bench bench_redundancy 3
 		redundancy=$(grep -a '^RSWAP-BENCH-REDUNDANCY ' "$console")
 		;;
+	# ec:2+1 healthy, without and with late binding in turn, three
+	# rounds: one run each is within the runs' noise.
+	late_binding)
+		l=ec:2+1/nolate,ec:2+1
+		BENCH_ARGS="rswap.mib=24 rswap.runs=$l,$l,$l rswap.states=healthy" lab_bench bench_redundancy 3
+		late_binding=$(grep -a '^RSWAP-BENCH-REDUNDANCY ' "$console")
+		;;
 	zswap) console=$(rswap_run_guest bench_zswap 1800 zswap.enabled=1) ;;
 	rdma1) lab_bench bench_rdma 1 ;;
 	rdma2) lab_bench bench_rdma 2 ;;
@@ -151,7 +159,7 @@ for mode in "${MODES[@]}"; do
 		mixed=$(grep -a '^RSWAP-BENCH-POLICY ' "$console")
 		continue
 	fi
-	[[ $mode == prefetch || $mode == prefetch_random || $mode == reclaim || $mode == redundancy ]] && continue
+	[[ $mode == prefetch || $mode == prefetch_random || $mode == reclaim || $mode == redundancy || $mode == late_binding ]] && continue
 	if [ "$mode" = perftest ]; then
 		perf=$(grep -a '^RSWAP-PERFTEST ' "$console" | tail -1)
 		continue
@@ -276,7 +284,8 @@ done
 		echo
 		echo "Redundancy (bench.sh redundancy): three memory nodes, 24 MiB walk under memory.max=8M (one sequential"
 		echo "pass, one random), redundancy=none, mirror and ec:2+1; degraded: the compute node's link-2 RDMA device"
-		echo "removed after the write phase. Overhead: pieces (copies or chunks) per page held (rswap_rdma) and memserver's"
+		echo "removed after the write phase. Swap-out: pages held after the write phase (nothing is read back in it) over its"
+		echo "time. Overhead: pieces (copies or chunks) per page held (rswap_rdma) and memserver's"
 		echo "own pages holding data per page held. Repair: from node 2's pieces declared gone until no page is short of one,"
 		echo "per GiB of pages re-protected. Served by the other pieces: mirror's failovers, ec's loads rebuilt from the parity"
 		echo "(a chunk unreachable, or with late binding one that came after the parity). ec late binding: each fault reads all"
@@ -288,8 +297,27 @@ done
 			[ -n "$l" ] || continue
 			name=$(val redundancy "$l")
 			case $name/$(val late_binding "$l") in ec:*/1) name="$name, late binding" ;; ec:*/0) name="$name, no late binding" ;; esac
-			echo "| $name | $(val state "$l") | $(val swapout_mib_s "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(served "$l") | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
+			echo "| $name | $(val state "$l") | $(awk -v p="$(val held "$l")" -v s="$(val write_s "$l")" 'BEGIN { printf "%.2f", p / 256 / s }') | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(awk -v c="$(val copies "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(awk -v c="$(val memserver_pages "$l")" -v h="$(val held "$l")" 'BEGIN { printf "%.2f", c / h }') | $(served "$l") | $(val repair_s_per_gib "$l") | $(val lost "$l") | $(val mismatches "$l") |"
 		done <<<"$redundancy"
+	fi
+	if [ -n "$late_binding" ]; then
+		echo
+		echo "Late binding (bench.sh late_binding): redundancy=ec:2+1 over three memory nodes, healthy, the redundancy"
+		echo "bench's walk; late_binding=0 (the two data chunks read one after the other) and 1 (all three chunks at once,"
+		echo "the first two to arrive used) in turn, three rounds. Per run: late-bound loads, and of them those whose parity"
+		echo "came before a data chunk."
+		echo
+		echo "| late binding | swap-in MiB/s | fault p50 us | fault p99 us | read s | late-bound loads | parity first | mismatches |"
+		echo "|---|---|---|---|---|---|---|---|"
+		while read -r l; do
+			[ -n "$l" ] || continue
+			echo "| $(val late_binding "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val read_s "$l") | $(val late "$l") | $(val late_parity "$l") | $(val mismatches "$l") |"
+		done <<<"$late_binding"
+		echo
+		echo "Medians over the rounds, by late_binding: fault p50 us, fault p99 us, read s:"
+		medians "$late_binding" fault_p50_us late_binding
+		medians "$late_binding" fault_p99_us late_binding
+		medians "$late_binding" read_s late_binding
 	fi
 	if [ -n "$perf" ]; then
 		echo

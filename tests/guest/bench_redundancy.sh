@@ -1,7 +1,8 @@
 # Benchmark: redundancy=none, mirror and ec:2+1 over three memory nodes
 # (issue 11, section 5), on the same workload in one lab boot. For each:
 # - healthy: a walker writes rswap.mib MiB under memory.max=8M and pauses
-#   (swap-out MiB/s: pages swapped out over the write phase's time), then
+#   (swap-out MiB/s: pages rswap stored over the write phase's time; the
+#   kernel's pswpout counts only what goes to the disk), then
 #   reads it all back once in order and once at random (swap-in MiB/s,
 #   fault p50/p99 from pagewalker);
 # - memory overhead: pieces (copies or chunks) per page held (rswap_rdma's
@@ -19,6 +20,9 @@
 # Each run has its own node_id: a degraded run's session on node 2 (whose
 # device was removed) lingers there until its grace ends, and a reused id
 # would be refused meanwhile.
+# rswap.runs (comma-separated, e.g. ec:2+1,ec:2+1/nolate) and
+# rswap.states (healthy) pick other runs: bench.sh late_binding alternates
+# ec:2+1 with and without late binding, healthy, over several rounds.
 # One RSWAP-BENCH-REDUNDANCY line per run.
 . /tests/lib.sh
 MIB=$(param rswap.mib)
@@ -28,11 +32,13 @@ mkdir -p "$CG"
 # busybox date has whole seconds only.
 now() { cut -d' ' -f1 /proc/uptime; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-for red in none mirror ec:2+1 ec:2+1/nolate; do
+RUNS=$(param rswap.runs | tr , ' ')
+for red in ${RUNS:-none mirror ec:2+1 ec:2+1/nolate}; do
 	late=1
 	case $red in */nolate) late=0 red=${red%/*} ;; esac
 	pfx=${red%%:*}
-	states="healthy degraded"
+	states=$(param rswap.states | tr , ' ')
+	states=${states:-healthy degraded}
 	[ $late = 0 ] && states=healthy
 	for state in $states; do
 		run=$((run + 1))
@@ -42,14 +48,14 @@ for red in none mirror ec:2+1 ec:2+1/nolate; do
 		swap_on || fail "swapon"
 		echo 8M >"$CG/memory.max"
 		rm -f /tmp/go /tmp/walk.out
-		o0=$(vmstat pswpout)
+		o0=$(($(stat rswap/stores) + $(vmstat pswpout)))
 		t0=$(now)
 		walk 8M --mib "$MIB" --random-passes 1 --seed 9 --lost-ok --pause /tmp/go &
 		wpid=$!
 		i=0
 		while ! grep -q "paused until" /tmp/walk.out 2>/dev/null && [ $i -lt 900 ]; do sleep 0.2; i=$((i + 1)); done
 		t1=$(now)
-		out=$(($(vmstat pswpout) - o0))
+		out=$(($(stat rswap/stores) + $(vmstat pswpout) - o0))
 		held=$(stat rswap/pages_held)
 		copies=$(($(rstat 0 pages) + $(rstat 1 pages) + $(rstat 2 pages)))
 		sleep 7 # memserver scans every 3 s
