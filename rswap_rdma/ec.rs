@@ -36,8 +36,8 @@
 //! - **Repair** (repair.rs, [`Ec::repair`]): a page that lost one chunk
 //!   with a retired server gets it rebuilt onto a server holding none of
 //!   its chunks.
-//! - **Late binding** (Hydra; `late_binding=1`, the default, writable at
-//!   run time): a load posts the reads of all K+1 chunks at once, one per
+//! - **Late binding** (Hydra; `late_binding=1`, writable at run time;
+//!   off by default, see below): a load posts the reads of all K+1 chunks at once, one per
 //!   server, and rebuilds the page from the first K to arrive
 //!   ([`Ec::load_late`]). So a slow server (or a dead one not yet noticed)
 //!   costs nothing as long as the others answer, and the K reads overlap
@@ -49,6 +49,12 @@
 //!   queue's chunk instead. The price: one more read per load, and a
 //!   copy of each chunk. Without late binding, or when a server is not
 //!   up, the data chunks are read one after another ([`Ec::load`]).
+//!   Measured under Soft-RoCE in TCG (tests/results.md, bench.sh
+//!   late_binding), late binding raised the fault p99 by 7-31% in each of
+//!   three rounds, with the same p50: there a read is CPU work on the
+//!   CPUs that also run the task, so the third read costs what skipping
+//!   the straggler saves. Hence off by default; a NIC does the extra read
+//!   without the CPU, where it is worth measuring again.
 
 use crate::ffi::{self, DebugfsDir, OwnedPage, PageRef, SpinLock};
 use crate::mirror::{free, live};

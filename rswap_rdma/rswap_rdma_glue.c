@@ -75,9 +75,9 @@ static unsigned int repair_mib_s = 8;
 module_param(repair_mib_s, uint, 0444);
 MODULE_PARM_DESC(repair_mib_s, "With redundancy=mirror or ec, how fast pages that lost a copy get a new one, at most, in MiB/s (1-160, default 8); repair also takes at most 50 ms of each 100 ms recovery period");
 
-static bool late_binding = true;
+static bool late_binding;
 module_param(late_binding, bool, 0644);
-MODULE_PARM_DESC(late_binding, "With redundancy=ec:K+1, a fault reads all K+1 chunks at once and rebuilds the page from the first K to arrive (Hydra's late binding; default Y); N reads the K data chunks one after another; writable at run time");
+MODULE_PARM_DESC(late_binding, "With redundancy=ec:K+1, a fault reads all K+1 chunks at once and rebuilds the page from the first K to arrive (Hydra's late binding); N (the default) reads the K data chunks one after another, which measured the better tail under Soft-RoCE (tests/results.md); writable at run time");
 
 static unsigned int poll_us = 2000;
 module_param(poll_us, uint, 0444);

@@ -314,9 +314,15 @@ done
 			echo "| $(val late_binding "$l") | $(val swapin_mib_s "$l") | $(val fault_p50_us "$l") | $(val fault_p99_us "$l") | $(val read_s "$l") | $(val late "$l") | $(val late_parity "$l") | $(val mismatches "$l") |"
 		done <<<"$late_binding"
 		echo
-		echo "Medians over the rounds, by late_binding: fault p50 us, fault p99 us, read s:"
+		echo "Medians over the rounds, by late_binding:"
+		echo
+		echo "Fault p50 us:"
 		medians "$late_binding" fault_p50_us late_binding
+		echo
+		echo "Fault p99 us:"
 		medians "$late_binding" fault_p99_us late_binding
+		echo
+		echo "Read s:"
 		medians "$late_binding" read_s late_binding
 	fi
 	if [ -n "$perf" ]; then

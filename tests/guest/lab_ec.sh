@@ -31,7 +31,7 @@ expect_fail "ec:2+1 on two servers" "redundancy=ec:2+1 needs at least 3 servers 
 rmmod rswap || fail "rmmod rswap"
 NODE=0x6563326231
 load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=32 timeout_ms=1000 loss_timeout_s=3 \
-	redundancy=ec:2+1 node_id=$NODE || fail "insmod rswap_rdma"
+	redundancy=ec:2+1 late_binding=1 node_id=$NODE || fail "insmod rswap_rdma"
 swap_on || fail "swapon"
 mkdir -p "$CG" && echo 6M >"$CG/memory.max"
 estat() { stat "rswap_rdma/ec_$1"; }
