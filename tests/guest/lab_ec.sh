@@ -14,12 +14,21 @@
 #    node 3 (the only node holding none of the page's chunks): each node
 #    holds a chunk of every page again; walker eb verifies, with late
 #    binding off (the data chunks read one after the other).
-# 3. Memory nodes 2 and 3 go dark together past the bound: walker c's
-#    pages lost two chunks of three, more than the one parity covers, so
-#    they are lost: its loads fail (SIGBUS; it reads with --lost-ok and
-#    counts them), never with wrong data, and no more than rswap_rdma
-#    counted lost. A walker that swaps meanwhile loses nothing (its stores
-#    are refused and go to the swap disk).
+# 3. Four servers: memory node 1 runs a second memserver (port 7472), so
+#    a page's three chunks are on three of four servers, and nodes 2 and 3
+#    hold two chunks of some pages and one of the others. Both go dark
+#    together past the bound: a page that lost two chunks, more than the
+#    one parity covers, is lost; one that lost one (its other two on node
+#    1's two servers) is not. So some pages are counted lost and some are
+#    not; walker ec's loads of lost pages fail (SIGBUS; it reads with
+#    --lost-ok and counts them), never with wrong data, and no more than
+#    rswap_rdma counted lost; its other pages verify. A walker that swaps
+#    meanwhile loses nothing (its stores are refused and go to the swap
+#    disk).
+# 4. ec:4+1 (1.25x) over five servers (node 2 runs a second memserver
+#    too): a page is four 1 KiB data chunks and their parity, one on each
+#    server; memserver's own counts are 1.25x the pages held; a walker
+#    writes and reads back with late binding, every byte verified.
 . /tests/lib.sh
 insmod /modules/rswap.ko || fail "insmod rswap"
 expect_fail "two parity chunks" "more than one parity chunk needs RAID-6 syndromes" \
@@ -94,16 +103,32 @@ expect "(2) walker b's loads were not late-bound (late_binding=0)" "$(estat late
 echo 1 >/sys/module/rswap_rdma/parameters/late_binding
 
 # 3.
+swapoff "$SWAPDEV" || fail "swapoff"
+pages_counted_out 0 1 2
+unload_rdma || fail "rmmod"
+echo second | nc -w 2 10.77.1.2 7990 || fail "asking node 1 for a second memserver"
+# Until the second memserver listens (30 s at most).
+i=0
+until load_rdma servers="$(server 1),10.77.1.2:7472,$(server 2),$(server 3)" mib_per_server=32 timeout_ms=1000 \
+	loss_timeout_s=3 redundancy=ec:2+1 late_binding=1 node_id=0x6563326232 2>/dev/null; do
+	rmmod rswap 2>/dev/null
+	i=$((i + 1))
+	[ $i -lt 15 ] || break
+	sleep 2
+done
+[ -d $DBG/rswap_rdma ] || fail "insmod rswap_rdma with four servers"
+swap_on || fail "swapon"
 walker ec --mib 6 --seed 33 --random-passes 0 --lost-ok
 ec=$!
 paused ec
 held=$(stat rswap/pages_held)
+note "(3) chunks on servers 1a, 1b, 2, 3: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) / $(rstat 3 pages) for $held pages held"
+expect "(3) node 1's second server holds chunks" "$(rstat 1 pages)" -gt 0
 lost0=$(estat lost)
-lost3=$(rstat 2 lost_pages)
 # (Its stores, finding too few servers, go to the swap disk.)
 dark_2_and_3 10 34
-expect "(3) node 2's chunks were declared gone" "$(rstat 1 lost_pages)" -gt 0
-expect "(3) node 3's chunks were declared gone again" "$(rstat 2 lost_pages)" -gt "$lost3"
+expect "(3) node 2's chunks were declared gone" "$(rstat 2 lost_pages)" -gt 0
+expect "(3) node 3's chunks were declared gone" "$(rstat 3 lost_pages)" -gt 0
 i=0
 while { [ "$(estat lost)" -le "$lost0" ] || [ "$(estat degraded)" -ne 0 ]; } && [ $i -lt 120 ]; do
 	sleep 1
@@ -112,13 +137,52 @@ done
 lost=$(estat lost)
 note "(3) repair after two nodes: $(estat repaired) chunks made in all, degraded $(estat degraded), lost $lost (of $held pages held)"
 expect "(3) pages with two chunks gone are counted lost" "$lost" -gt 0
+expect "(3) pages with one chunk gone are not (fewer lost than held)" "$lost" -lt "$held"
+expect "(3) their lost chunk was made again" "$(estat repaired)" -gt 0
 resumed ec $ec
 expect "(3) walker ec finished (lost pages tolerated)" "$?" -eq 0
 expect "(3) no page came back wrong" "$(resultval /tmp/ec.out mismatches)" -eq 0
 note "(3) walker ec lost $(resultval /tmp/ec.out lost) pages; rswap_rdma counted $lost with too few chunks"
 expect "(3) walker ec lost pages" "$(resultval /tmp/ec.out lost)" -gt 0
 expect "(3) only pages with too few chunks failed" "$(resultval /tmp/ec.out lost)" -le "$lost"
+
+# 4.
 swapoff "$SWAPDEV" || fail "swapoff"
-pages_counted_out 0 1 2
+pages_counted_out 0 1 2 3
 unload_rdma || fail "rmmod"
+echo second | nc -w 2 10.77.2.2 7990 || fail "asking node 2 for a second memserver"
+NODE=0x6563346231
+i=0
+until load_rdma servers="$(server 1),10.77.1.2:7472,$(server 2),10.77.2.2:7472,$(server 3)" mib_per_server=32 \
+	timeout_ms=1000 loss_timeout_s=3 redundancy=ec:4+1 late_binding=1 node_id=$NODE 2>/dev/null; do
+	rmmod rswap 2>/dev/null
+	i=$((i + 1))
+	[ $i -lt 15 ] || break
+	sleep 2
+done
+[ -d $DBG/rswap_rdma ] || fail "insmod rswap_rdma with five servers"
+swap_on || fail "swapon"
+walker e4 --mib 12 --seed 35 --random-passes 1
+e4=$!
+paused e4
+held=$(stat rswap/pages_held)
+note "(4) ec:4+1: chunks on servers 1a, 1b, 2a, 2b, 3: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) / $(rstat 3 pages) / $(rstat 4 pages) for $held pages held"
+expect "(4) pages were swapped out" "$held" -gt 100
+for n in 0 1 2 3 4; do
+	expect "(4) server $((n + 1)) holds a chunk of every page" "$(rstat $n pages)" -eq "$held"
+done
+sleep 7 # memserver scans every 3 s
+used=$(memserver_used "$NODE")
+note "(4) memory overhead from memserver's counts: $used pages for $held held = $((used * 1000 / held))/1000"
+expect "(4) memserver holds 1.25x the pages held (at least 1.24x)" "$((used * 1000 / held))" -ge 1240
+expect "(4) memserver holds 1.25x the pages held (at most 1.27x)" "$((used * 1000 / held))" -le 1270
+resumed e4 $e4
+expect "(4) walker e4: no SIGBUS (exit 0)" "$?" -eq 0
+expect "(4) walker e4: every byte verified" "$(resultval /tmp/e4.out mismatches)" -eq 0
+note "(4) late-bound loads $(estat late), $(estat late_parity) with the parity first"
+swapoff "$SWAPDEV" || fail "swapoff"
+pages_counted_out 0 1 2 3 4
+unload_rdma || fail "rmmod"
+echo nosecond | nc -w 2 10.77.1.2 7990
+echo nosecond | nc -w 2 10.77.2.2 7990
 finish

@@ -206,15 +206,23 @@ dark_2_and_3() { # dark_2_and_3 <seconds> <seed>
 dark() { for d in eth1 eth2; do /usr/sbin/tc qdisc show dev $d; done | grep -c 'loss 100%'; }
 
 # The pages of node <id>'s regions holding data, by memserver's own counts
-# (its metrics, over the lab links) on memory nodes 1-3, summed; each
-# node's count goes to the log (stderr).
+# (its metrics, over the lab links) on memory nodes 1-3 (and a second
+# memserver's, on port 9472, where one runs), summed; each count goes to
+# the log (stderr).
 memserver_used() { # memserver_used <node id>
-	local n u total=0
+	local n m u l total=0
 	for n in 1 2 3; do
-		u=$(wget -q -O - "http://10.77.$n.2:9471/metrics" |
-			sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x "$1")\",[^}]*} \([0-9]*\)$/\1/p")
-		note "memory node $n: memserver counts ${u:-?} pages of ours holding data" >&2
-		total=$((total + ${u:-0}))
+		for m in 9471 9472; do
+			u=$(wget -q -O - "http://10.77.$n.2:$m/metrics" 2>/dev/null |
+				sed -n "s/^memserver_node_pages_used{node=\"$(printf %016x "$1")\",[^}]*} \([0-9]*\)$/\1/p")
+			l=""
+			if [ $m = 9472 ]; then
+				[ -n "$u" ] || continue
+				l=" (second memserver)"
+			fi
+			note "memory node $n$l: memserver counts ${u:-?} pages of ours holding data" >&2
+			total=$((total + ${u:-0}))
+		done
 	done
 	echo "$total"
 }

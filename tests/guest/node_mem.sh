@@ -62,7 +62,10 @@ fi
 # (tests of a crashed server; the supervisor restarts it); "busy S" runs a
 # memory-bandwidth-heavy job (a 96 MiB page walker, writing and checking
 # every page over and over) for S seconds, the node's own work competing
-# with memserver; "calm" stops it.
+# with memserver; "calm" stops it; "second" starts a second memserver on
+# this node, on port 7472 with a 32 MiB pool (two servers behind one link,
+# so that two dark links lose some erasure-coded pages, not all: lab_ec),
+# and "nosecond" stops it.
 (
 	while true; do
 		cmd=$(nc -l -p 7990 2>/dev/null)
@@ -76,6 +79,30 @@ fi
 			timeout "${cmd#busy }" pagewalker --mib 96 --random-passes 100000 >/dev/null 2>&1 &
 			echo $! >/tmp/busy.pid
 			;;
+		nosecond*)
+			echo "RSWAP-MEM control: stopping the second memserver"
+			rm -f /tmp/memserver2.ready
+			kill "$(cat /tmp/memserver2.pid)" 2>/dev/null
+			;;
+		second*)
+			sed -e 's/:7471"/:7472"/; s/:9471"/:9472"/; s/^pool-mib = .*/pool-mib = 32/' \
+				-e 's/^region-mib = .*/region-mib = 32/; s/memserver.status/memserver2.status/; /^upstream/d' \
+				$conf >/tmp/memserver2.toml
+			echo "RSWAP-MEM control: a second memserver on port 7472"
+			rm -f /tmp/memserver2.ready
+			memserver $(echo "$args" | sed "s#$conf#/tmp/memserver2.toml#") &
+			echo $! >/tmp/memserver2.pid
+			# Signalled for its scans (below) only once it serves: a
+			# SIGUSR1 before it installs its handlers would kill it.
+			(
+				i=0
+				until wget -q -O /dev/null "http://$(param rswap.ip):9472/metrics" || [ $i -ge 60 ]; do
+					sleep 1
+					i=$((i + 1))
+				done
+				touch /tmp/memserver2.ready
+			) &
+			;;
 		calm*)
 			echo "RSWAP-MEM control: stopping the busy job"
 			kill "$(cat /tmp/busy.pid)" 2>/dev/null
@@ -87,4 +114,5 @@ fi
 while true; do
 	sleep 3
 	kill -USR1 "$(cat $pidfile 2>/dev/null)" 2>/dev/null
+	[ -f /tmp/memserver2.ready ] && kill -USR1 "$(cat /tmp/memserver2.pid)" 2>/dev/null
 done
