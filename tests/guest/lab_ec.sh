@@ -44,6 +44,19 @@ load_rdma servers="$(server 1),$(server 2),$(server 3)" mib_per_server=32 timeou
 swap_on || fail "swapon"
 mkdir -p "$CG" && echo 6M >"$CG/memory.max"
 estat() { stat "rswap_rdma/ec_$1"; }
+# Loads rswap_rdma with <args>, retrying while a second memserver that
+# was just asked for starts listening (30 s at most).
+load_second() { # load_second <what> <rswap_rdma args...>
+	local what=$1 i=0
+	shift
+	until load_rdma "$@" 2>/dev/null; do
+		rmmod rswap 2>/dev/null
+		i=$((i + 1))
+		[ $i -lt 15 ] || break
+		sleep 2
+	done
+	[ -d $DBG/rswap_rdma ] || fail "insmod rswap_rdma with $what"
+}
 chunks() { note "chunks on nodes 1-3: $(rstat 0 pages) / $(rstat 1 pages) / $(rstat 2 pages) for $(stat rswap/pages_held) pages held"; }
 
 # 1.
@@ -107,16 +120,8 @@ swapoff "$SWAPDEV" || fail "swapoff"
 pages_counted_out 0 1 2
 unload_rdma || fail "rmmod"
 echo second | nc -w 2 10.77.1.2 7990 || fail "asking node 1 for a second memserver"
-# Until the second memserver listens (30 s at most).
-i=0
-until load_rdma servers="$(server 1),10.77.1.2:7472,$(server 2),$(server 3)" mib_per_server=32 timeout_ms=1000 \
-	loss_timeout_s=3 redundancy=ec:2+1 late_binding=1 node_id=0x6563326232 2>/dev/null; do
-	rmmod rswap 2>/dev/null
-	i=$((i + 1))
-	[ $i -lt 15 ] || break
-	sleep 2
-done
-[ -d $DBG/rswap_rdma ] || fail "insmod rswap_rdma with four servers"
+load_second "four servers" servers="$(server 1),10.77.1.2:7472,$(server 2),$(server 3)" mib_per_server=32 \
+	timeout_ms=1000 loss_timeout_s=3 redundancy=ec:2+1 late_binding=1 node_id=0x6563326232
 swap_on || fail "swapon"
 walker ec --mib 6 --seed 33 --random-passes 0 --lost-ok
 ec=$!
@@ -152,15 +157,8 @@ pages_counted_out 0 1 2 3
 unload_rdma || fail "rmmod"
 echo second | nc -w 2 10.77.2.2 7990 || fail "asking node 2 for a second memserver"
 NODE=0x6563346231
-i=0
-until load_rdma servers="$(server 1),10.77.1.2:7472,$(server 2),10.77.2.2:7472,$(server 3)" mib_per_server=32 \
-	timeout_ms=1000 loss_timeout_s=3 redundancy=ec:4+1 late_binding=1 node_id=$NODE 2>/dev/null; do
-	rmmod rswap 2>/dev/null
-	i=$((i + 1))
-	[ $i -lt 15 ] || break
-	sleep 2
-done
-[ -d $DBG/rswap_rdma ] || fail "insmod rswap_rdma with five servers"
+load_second "five servers" servers="$(server 1),10.77.1.2:7472,$(server 2),10.77.2.2:7472,$(server 3)" \
+	mib_per_server=32 timeout_ms=1000 loss_timeout_s=3 redundancy=ec:4+1 late_binding=1 node_id=$NODE
 swap_on || fail "swapon"
 walker e4 --mib 12 --seed 35 --random-passes 1
 e4=$!
